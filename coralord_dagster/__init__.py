@@ -1,0 +1,68 @@
+"""coralord-dagster: software-defined, self-updating ML datasets in Dagster.
+
+The core (descriptors, store, Croissant, registry, catalog, client) runs without Dagster; the
+Dagster adapters live in :mod:`coralord_dagster.orchestration` and are re-exported here.
+"""
+
+from coralord_dagster.catalog import Catalog
+from coralord_dagster.client import DatasetVersion, open_dataset
+from coralord_dagster.descriptor import Descriptor, LoadedDescriptor, discover_descriptors, load_descriptor
+from coralord_dagster.errors import (
+    CoralordError,
+    CroissantError,
+    DatasetNotFoundError,
+    DescriptorError,
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+    PipelineError,
+    RegistryError,
+    StorageError,
+    VersionNotFoundError,
+)
+from coralord_dagster.publish import Publisher, PublishResult
+from coralord_dagster.registry import Registry
+from coralord_dagster.store import PartStore
+from coralord_dagster.use_case import publish_descriptor
+from coralord_dagster.workspace import Workspace
+
+_DAGSTER_EXPORTS = {"CoralordIOManager", "CoralordResource", "build_definitions"}
+
+
+def __getattr__(name: str) -> object:
+    # The Dagster adapters are imported on first use: the CLI and consumers never pay for Dagster.
+    if name in _DAGSTER_EXPORTS:
+        from coralord_dagster import orchestration
+
+        return getattr(orchestration, name)
+    raise AttributeError(f"module 'coralord_dagster' has no attribute {name!r}")
+
+__all__ = [
+    "Catalog",
+    "CoralordError",
+    "CoralordIOManager",
+    "CoralordResource",
+    "CroissantError",
+    "DatasetNotFoundError",
+    "DatasetVersion",
+    "Descriptor",
+    "DescriptorError",
+    "IntegrityError",
+    "InvalidNameError",
+    "LoadedDescriptor",
+    "NotFoundError",
+    "PartStore",
+    "PipelineError",
+    "PublishResult",
+    "Publisher",
+    "Registry",
+    "RegistryError",
+    "StorageError",
+    "VersionNotFoundError",
+    "Workspace",
+    "build_definitions",
+    "discover_descriptors",
+    "load_descriptor",
+    "open_dataset",
+    "publish_descriptor",
+]

@@ -1,0 +1,178 @@
+"""The ``coralord`` command line (a stable contract: scripts and CI depend on it).
+
+Exit codes: 0 success; 1 a check found a problem (verify); 2 usage or input error, with a one-line
+message naming what is wrong. ``--json`` output is machine-readable and stable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from coralord_dagster.client import open_dataset
+from coralord_dagster.errors import CoralordError
+from coralord_dagster.naming import Ref
+from coralord_dagster.workspace import Workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"coralord: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CoralordError as e:
+            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    return Workspace.open(ctx.obj["registry"])
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--registry", metavar="PATH|GIT_URL", envvar="CORALORD_REGISTRY",
+              help="Registry to use (default ./.coralord/registry).")
+@click.pass_context
+def cli(ctx: click.Context, registry: str | None) -> None:
+    """coralord: software-defined, versioned ML datasets."""
+    ctx.obj = {"registry": registry}
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Datasets and subsets with their latest version."""
+    ws = _workspace(ctx)
+    rows = []
+    for name in ws.registry.datasets():
+        info = ws.registry.versions(name)[0]
+        m = ws.registry.manifest(info)
+        parent = next((d for d in m.derived_from if "content_id" in d), None)
+        rows.append({
+            "name": name, "version": str(info.version), "tag": info.tag, "rows": m.rows, "bytes": m.bytes,
+            "content_id": m.content_id, "created": info.date,
+            "parent": f"{parent['name']}@v{parent['version']}" if parent else None,
+        })
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no datasets in {ws.registry.path}")
+        return
+    header = f"{'NAME':<32} {'VERSION':<9} {'ROWS':>10} {'CONTENT':<12} {'PUBLISHED':<25} PARENT"
+    click.echo(header)
+    for r in rows:
+        click.echo(f"{r['name']:<32} v{r['version']:<8} {r['rows']:>10} {r['content_id'][:12]:<12} "
+                   f"{r['created']:<25} {r['parent'] or ''}".rstrip())
+
+
+@cli.command("log")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def log_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Versions of a dataset, newest first."""
+    ws = _workspace(ctx)
+    ref = Ref.parse(name)
+    versions = ws.registry.versions(ref.name)
+    if not versions:
+        ws.registry.resolve(ref)  # raises "not in the registry" with a hint
+    rows = []
+    for info in versions:
+        m = ws.registry.manifest(info)
+        rows.append({"version": str(info.version), "tag": info.tag, "commit": info.commit, "created": info.date,
+                     "rows": m.rows, "bytes": m.bytes, "content_id": m.content_id, "bump": m.bump,
+                     "code_version": m.code_version})
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"v{r['version']:<8} {r['created']}  {r['rows']:>10} rows  {r['bump'] or '':<5}  "
+                   f"content {r['content_id'][:12]}  commit {r['commit'][:10]}")
+
+
+@cli.command("show")
+@click.argument("ref")
+@click.pass_context
+@handle_errors
+def show_cmd(ctx: click.Context, ref: str) -> None:
+    """Print the Croissant JSON-LD of NAME[@REV]."""
+    ds = open_dataset(ref, workspace=_workspace(ctx))
+    click.echo(ds.croissant_text, nl=False)
+
+
+@cli.command("get")
+@click.argument("ref")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default NAME-vX.Y.Z.EXT).")
+@click.option("--columns", help="Comma-separated columns to fetch.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.pass_context
+@handle_errors
+def get_cmd(ctx: click.Context, ref: str, output: str | None, columns: str | None, fmt: str) -> None:
+    """Fetch NAME[@REV] into one file (every part's sha256 is checked)."""
+    ds = open_dataset(ref, workspace=_workspace(ctx))
+    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    out = Path(output or f"{ds.name.replace('/', '-')}-v{ds.version}.{fmt}")
+    ds.write(out, fmt=fmt, columns=cols)
+    click.echo(f"{ds.name} v{ds.version} -> {out}", err=True)
+
+
+@cli.command("verify")
+@click.argument("ref")
+@click.option("--fast", is_flag=True, help="Check sizes only, not sha256.")
+@click.pass_context
+@handle_errors
+def verify_cmd(ctx: click.Context, ref: str, fast: bool) -> None:
+    """Check every part of NAME[@REV]; exit 1 on a mismatch."""
+    ds = open_dataset(ref, workspace=_workspace(ctx))
+    problems = ds.verify(fast=fast)
+    for p in problems:
+        click.echo(f"FAIL {ds.name} v{ds.version}: {p}")
+    if problems:
+        sys.exit(1)
+    how = "sizes" if fast else "sha256"
+    click.echo(f"OK {ds.name} v{ds.version}: {len(ds.manifest.parts)} part(s) verified ({how})")
+
+
+@cli.group("catalog")
+def catalog_group() -> None:
+    """The DuckDB catalog (a derived index of the registry)."""
+
+
+@catalog_group.command("rebuild")
+@click.pass_context
+@handle_errors
+def catalog_rebuild(ctx: click.Context) -> None:
+    """Recreate the catalog from the registry's history."""
+    ws = _workspace(ctx)
+    n = ws.catalog.rebuild(ws.registry)
+    click.echo(f"catalog {ws.catalog.path}: {n} version(s) indexed")
+
+
+def main() -> None:
+    cli(prog_name="coralord")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Build and validate the Croissant 1.1 JSON-LD of one version (no Dagster imports).
+
+Layout of what we write:
+
+- ``distribution``: one ``cr:FileObject`` per part (real ``sha256``) and one ``cr:FileSet`` ``parts``
+  over exactly those files. mlcroissant reads a set of local Parquet files only through a FileSet below
+  the JSON-LD's folder, so the registry keeps ``parts/<ordinal>-<sha256>.parquet`` links next to the
+  Croissant (local storage) and readers of remote storage stage the parts the same way
+  (:func:`part_link_name`). The ordinal keeps the version's row order.
+- ``recordSet``: ``records`` with one field per column (``extract.column``), plus ``splits`` (a
+  ``cr:Split`` record set) and one ``sc:Enumeration`` per categorical column.
+- ``prov:wasDerivedFrom`` / ``prov:wasGeneratedBy``, and statistics, pipeline and environment in the
+  ``coralord:`` namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from coralord_dagster.errors import CroissantError
+from coralord_dagster.manifest import Manifest
+
+CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
+CORALORD_NS = "https://coralord.dev/ns#"
+RECORDS = "records"
+
+CONTEXT: dict[str, Any] = {
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "dct": "http://purl.org/dc/terms/",
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "parentField": "cr:parentField",
+    "path": "cr:path",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "sc": "https://schema.org/",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+    "prov": "http://www.w3.org/ns/prov#",
+    "coralord": CORALORD_NS,
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the Croissant says about a dataset besides its data (mostly from the descriptor)."""
+
+    name: str
+    description: str
+    license: str
+    url: str | None = None
+    citation: str | None = None
+    keywords: tuple[str, ...] = ()
+    split_column: str | None = None
+    split_names: tuple[str, ...] = ()
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {description, categories, semantic}
+    pipeline: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    descriptor_text: str | None = None
+    metadata_digest: str = ""
+
+
+def part_link_name(ordinal: int, sha256: str) -> str:
+    """Relative path of a part next to the Croissant (``parts/00000-<sha256>.parquet``)."""
+    return f"parts/{ordinal:05d}-{sha256}.parquet"
+
+
+def _data_type(t: pa.DataType, semantic: str | None) -> str | list[str]:
+    if semantic == "image":
+        return "sc:ImageObject"
+    if pa.types.is_boolean(t):
+        return "sc:Boolean"
+    if pa.types.is_integer(t):
+        return "sc:Integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "sc:Float"
+    if pa.types.is_timestamp(t):
+        return "sc:DateTime"
+    if pa.types.is_date(t):
+        return "sc:Date"
+    return "sc:Text"
+
+
+def column_statistics(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per-column statistics recorded in the Croissant and the catalog."""
+    stats: dict[str, dict[str, Any]] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        s: dict[str, Any] = {"count": len(col) - col.null_count, "nulls": col.null_count}
+        t = col.type
+        if (pa.types.is_integer(t) or pa.types.is_floating(t)) and len(col) - col.null_count > 0:
+            mm = pc.min_max(col)
+            s["min"], s["max"] = mm["min"].as_py(), mm["max"].as_py()
+            s["mean"] = pc.mean(col).as_py()
+        if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            s["distinct"] = pc.count_distinct(col).as_py()
+        stats[name] = s
+    return stats
+
+
+def _value_counts(table: pa.Table, column: str) -> dict[str, int]:
+    counts = pc.value_counts(table.column(column)).to_pylist()
+    return {str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
+
+
+def build_croissant(
+    manifest: Manifest,
+    info: DatasetInfo,
+    table: pa.Table,
+    *,
+    local_links: bool,
+    date_published: str,
+) -> dict[str, Any]:
+    """The Croissant 1.1 JSON-LD of ``manifest`` (``table`` is the version's data, for statistics).
+
+    ``local_links``: parts are reachable as ``parts/…`` links beside the file (local storage); else
+    each FileObject's ``contentUrl`` is the part's storage URL.
+    """
+    files: list[dict[str, Any]] = []
+    for i, part in enumerate(manifest.parts):
+        files.append({
+            "@type": "cr:FileObject",
+            "@id": f"part-{i:05d}",
+            "name": f"part-{i:05d}",
+            "contentUrl": part_link_name(i, part.sha256) if local_links else part.url,
+            "contentSize": f"{part.bytes} B",
+            "encodingFormat": "application/x-parquet",
+            "sha256": part.sha256,
+            "coralord:rows": part.rows,
+        })
+    files.append({
+        "@type": "cr:FileSet",
+        "@id": "parts",
+        "name": "parts",
+        "description": "All parts of this version, in row order.",
+        "encodingFormat": "application/x-parquet",
+        "includes": [part_link_name(i, p.sha256) for i, p in enumerate(manifest.parts)],
+    })
+
+    stats = column_statistics(table)
+    record_sets: list[dict[str, Any]] = []
+    fields: list[dict[str, Any]] = []
+    for f in manifest.schema:
+        col = info.columns.get(f.name, {})
+        fid = f"{RECORDS}/{f.name}"
+        source: dict[str, Any] = {"fileSet": {"@id": "parts"}, "extract": {"column": f.name}}
+        if col.get("semantic") == "image":
+            source["transform"] = {"jsonPath": "bytes"}
+        entry: dict[str, Any] = {
+            "@type": "cr:Field",
+            "@id": fid,
+            "name": f.name,
+            "description": col.get("description") or f"Column {f.name} ({f.type}).",
+            "dataType": _data_type(f.type, col.get("semantic")),
+            "source": source,
+            "coralord:arrowType": str(f.type),
+            "coralord:statistics": stats.get(f.name, {}),
+        }
+        if f.name == info.split_column and info.split_names:
+            entry["dataType"] = ["sc:Text", "cr:Split"]
+            entry["references"] = {"field": {"@id": "splits/name"}}
+        elif col.get("categories"):
+            enum = f"{f.name}_classes"
+            entry["references"] = {"field": {"@id": f"{enum}/index"}}
+            record_sets.append({
+                "@type": "cr:RecordSet",
+                "@id": enum,
+                "name": enum,
+                "description": f"Class names of {f.name}.",
+                "dataType": "sc:Enumeration",
+                "key": {"@id": f"{enum}/index"},
+                "field": [
+                    {"@type": "cr:Field", "@id": f"{enum}/index", "name": "index", "dataType": "sc:Integer"},
+                    {"@type": "cr:Field", "@id": f"{enum}/name", "name": "name", "dataType": "sc:Text"},
+                ],
+                "data": [{f"{enum}/index": i, f"{enum}/name": n} for i, n in enumerate(col["categories"])],
+            })
+        fields.append(entry)
+    if info.split_column and info.split_names:
+        record_sets.insert(0, {
+            "@type": "cr:RecordSet",
+            "@id": "splits",
+            "name": "splits",
+            "description": "The dataset's splits.",
+            "dataType": "cr:Split",
+            "key": {"@id": "splits/name"},
+            "field": [{"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"}],
+            "data": [{"splits/name": n} for n in info.split_names],
+        })
+    record_sets.append({
+        "@type": "cr:RecordSet",
+        "@id": RECORDS,
+        "name": RECORDS,
+        "description": f"The rows of {info.name} v{manifest.version}.",
+        "field": fields,
+    })
+
+    dataset_stats: dict[str, Any] = {"rows": manifest.rows, "bytes": manifest.bytes, "parts": len(manifest.parts)}
+    if info.split_column and info.split_column in table.column_names:
+        dataset_stats["rowsPerSplit"] = _value_counts(table, info.split_column)
+    derived = [_derivation(d) for d in manifest.derived_from] + [_derivation(s) for s in manifest.sources]
+    if manifest.previous:
+        derived.append({
+            "@id": f"coralord:{manifest.previous['name']}@v{manifest.previous['version']}",
+            "name": f"{manifest.previous['name']} v{manifest.previous['version']}",
+            "coralord:contentId": manifest.previous["content_id"],
+            "coralord:relation": "previousVersion",
+        })
+    doc: dict[str, Any] = {
+        "@context": CONTEXT,
+        "@type": "sc:Dataset",
+        "conformsTo": CONFORMS_TO,
+        "name": info.name,
+        "description": info.description,
+        "version": manifest.version,
+        "sdVersion": manifest.version,
+        "datePublished": date_published,
+        "license": info.license,
+        "url": info.url or f"coralord:{info.name}",
+        "citeAs": info.citation or f"{info.name} v{manifest.version} (coralord content id {manifest.content_id})",
+        "keywords": list(info.keywords),
+        "identifier": f"sha256:{manifest.content_id}",
+        "distribution": files,
+        "recordSet": record_sets,
+        "prov:wasDerivedFrom": derived,
+        "prov:wasGeneratedBy": {
+            "@type": "prov:Activity",
+            "name": f"coralord pipeline of {info.name}",
+            "coralord:pipeline": info.pipeline,
+            "coralord:codeVersion": manifest.code_version,
+            "coralord:runId": manifest.run_id,
+            "prov:endedAtTime": manifest.created,
+        },
+        "coralord:contentId": manifest.content_id,
+        "coralord:statistics": dataset_stats,
+        "coralord:changes": manifest.changes,
+        "coralord:environment": info.environment or {"image": None},
+    }
+    return doc
+
+
+def _derivation(d: dict[str, Any]) -> dict[str, Any]:
+    if "content_id" in d:  # a parent coralord dataset version
+        return {
+            "@id": f"coralord:{d['name']}@v{d['version']}",
+            "name": f"{d['name']} v{d['version']}",
+            "coralord:contentId": d["content_id"],
+            "coralord:relation": d.get("relation", "parent"),
+        }
+    out = {"@id": d["uri"], "name": d["uri"], "coralord:sourceKind": d.get("kind")}
+    if d.get("files"):
+        out["coralord:files"] = d["files"]
+    if d.get("fingerprint"):
+        out["coralord:fingerprint"] = d["fingerprint"]
+    return out
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def validate(path: Path | str, mapping: dict[str, str] | None = None) -> None:
+    """Load the Croissant with mlcroissant; raise :class:`CroissantError` listing every issue."""
+    import mlcroissant as mlc
+
+    # mlcroissant logs per-record warnings at INFO/WARNING; keep our logs readable.
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        ds = mlc.Dataset(jsonld=str(path), mapping=mapping)
+    except mlc.ValidationError as e:
+        raise CroissantError(f"{path}: Croissant does not validate: {e}") from e
+    errors = list(ds.metadata.ctx.issues.errors)
+    if errors:
+        raise CroissantError(f"{path}: Croissant does not validate: " + "; ".join(sorted(errors)))

@@ -1,0 +1,246 @@
+"""Descriptor files: the YAML that declares a software-defined dataset.
+
+A descriptor names the dataset, its source, the pipeline callable that turns the source into a table,
+the environment it runs in and how it splits. Parsing validates everything up front so that a bad
+descriptor fails with the file and field at fault before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineError
+from coralord_dagster.naming import validate_name
+
+DESCRIPTOR_FILE = "descriptor.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HuggingFaceSource(_Model):
+    """A dataset repository on the Hugging Face Hub (or any server speaking its file endpoint)."""
+
+    kind: Literal["huggingface"]
+    repo: str = Field(description="Hub repository id, e.g. 'zalando-datasets/fashion_mnist'.")
+    revision: str = Field("main", description="Branch, tag or commit; 'refs/convert/parquet' for Parquet.")
+    files: list[str] = Field(default_factory=list, description="Files the pipeline reads, relative to the repo.")
+    endpoint: str | None = Field(None, description="Hub URL; default $HF_ENDPOINT or https://huggingface.co.")
+
+
+class UrlSource(_Model):
+    """Files under any fsspec URL: http(s)://, s3://, gs://, or a local folder."""
+
+    kind: Literal["url"]
+    url: str = Field(description="Base URL (or path relative to the descriptor) holding the files.")
+    files: list[str] = Field(default_factory=list, description="Files the pipeline reads, relative to url.")
+
+
+SourceSpec = Annotated[HuggingFaceSource | UrlSource, Field(discriminator="kind")]
+
+
+class Environment(_Model):
+    """The software environment a dataset's pipeline runs in."""
+
+    image: str | None = Field(None, description="Docker image name the pipeline runs in.")
+    dockerfile: str | None = Field(None, description="Dockerfile (relative to the descriptor) building it.")
+
+
+class Splits(_Model):
+    """How the dataset's rows are split (train/test/...)."""
+
+    column: str = Field("split", description="Column holding each row's split name.")
+    names: list[str] = Field(min_length=1, description="The split names, e.g. [train, test].")
+
+
+class ColumnInfo(_Model):
+    """Documentation and semantics of one column, carried into the Croissant."""
+
+    description: str | None = Field(None, description="What the column holds.")
+    categories: list[str] | None = Field(None, description="Class names, indexed by the column's integer value.")
+    semantic: Literal["image"] | None = Field(None, description="'image': a struct{bytes,path} of encoded images.")
+
+
+class StorageOptions(_Model):
+    """How rows are cut into parts."""
+
+    part_rows: int | None = Field(
+        None, ge=16, description="Average rows per part (rounded to a power of two); default from row size."
+    )
+
+
+class Descriptor(_Model):
+    """A software-defined dataset."""
+
+    name: str = Field(description="Dataset name: [a-z][a-z0-9_]{0,63}; the Dagster asset key.")
+    description: str = Field(min_length=1, description="What the dataset is, for people.")
+    license: str = Field(min_length=1, description="License URL or SPDX id of the published data.")
+    url: str | None = Field(None, description="Home page of the dataset.")
+    citation: str | None = Field(None, description="How to cite the dataset (Croissant citeAs).")
+    keywords: list[str] = Field(default_factory=list, description="Search keywords.")
+    source: SourceSpec = Field(description="Where the raw data comes from.")
+    pipeline: str = Field(description="'file.py:function' (relative to the descriptor) or 'module:function'.")
+    environment: Environment = Field(default_factory=Environment, description="Docker environment.")
+    splits: Splits | None = Field(None, description="Split column and names, if the dataset has splits.")
+    columns: dict[str, ColumnInfo] = Field(default_factory=dict, description="Per-column documentation.")
+    storage: StorageOptions = Field(default_factory=StorageOptions, description="Part layout options.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            return validate_name(v)
+        except InvalidNameError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, v: str) -> str:
+        target, sep, func = v.rpartition(":")
+        if not sep or not target or not func.isidentifier():
+            raise ValueError("expected 'file.py:function' or 'package.module:function'")
+        return v
+
+
+class LoadedDescriptor:
+    """A validated descriptor plus where it came from: its file, raw text and pipeline."""
+
+    def __init__(self, descriptor: Descriptor, path: Path, text: str) -> None:
+        self.spec = descriptor
+        self.path = path
+        self.text = text
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def pipeline_file(self) -> Path:
+        """The source file of the pipeline callable (its hash is part of the code version)."""
+        target = self.spec.pipeline.rpartition(":")[0]
+        if target.endswith(".py"):
+            return (self.folder / target).resolve()
+        try:
+            spec = importlib.util.find_spec(target)
+        except ImportError as e:
+            spec = None
+            err: Exception | None = e
+        else:
+            err = None
+        if spec is None or spec.origin is None:
+            raise PipelineError(f"{self.path}: field 'pipeline': cannot find module {target!r} ({err})")
+        return Path(spec.origin)
+
+    def load_pipeline(self) -> Callable[..., Any]:
+        """Import and return the pipeline callable."""
+        target, _, func_name = self.spec.pipeline.rpartition(":")
+        try:
+            if target.endswith(".py"):
+                file = self.pipeline_file()
+                mod_name = f"coralord_pipeline_{self.name.replace('/', '__')}_{file.stem}"
+                spec = importlib.util.spec_from_file_location(mod_name, file)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"not a Python file: {file}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod_name] = module
+                spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(target)
+        except (ImportError, OSError, SyntaxError) as e:
+            raise PipelineError(f"{self.path}: field 'pipeline': cannot import {target!r}: {e}") from e
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            raise PipelineError(f"{self.path}: field 'pipeline': {target!r} has no function {func_name!r}")
+        return func
+
+    def code_version(self) -> str:
+        """Hash of the descriptor text and the pipeline's source: changes when either changes."""
+        h = hashlib.sha256(self.text.encode())
+        h.update(b"\0")
+        h.update(self.pipeline_file().read_bytes())
+        return h.hexdigest()[:16]
+
+    def metadata_digest(self) -> str:
+        """Hash of what the Croissant shows about the dataset besides its data."""
+        meta = self.spec.model_dump(mode="json", exclude={"pipeline", "storage", "source"})
+        return hashlib.sha256(yaml.safe_dump(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _hint(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "add it"
+    if kind == "extra_forbidden":
+        return "remove it or fix its spelling"
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        return "set source.kind to one of: huggingface, url"
+    return "fix its value"
+
+
+def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:
+    """Validate descriptor ``text`` read from ``path``; raise :class:`DescriptorError` naming the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DescriptorError(f"{path}:{where}: invalid YAML ({problem}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise DescriptorError(f"{path}: expected a mapping of fields (name, description, ...), got {data!r}")
+    try:
+        spec = Descriptor.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"field '{loc}': {msg} ({_hint(err)})")
+        raise DescriptorError(f"{path}: " + "; ".join(problems)) from None
+    return LoadedDescriptor(spec, path.resolve(), text)
+
+
+def load_descriptor(path: Path | str) -> LoadedDescriptor:
+    """Read and validate one descriptor file (or a folder holding ``descriptor.yaml``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / DESCRIPTOR_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DescriptorError(f"{path}: cannot read descriptor ({e.strerror or e})") from None
+    return parse_descriptor(text, path)
+
+
+def discover_descriptors(root: Path | str) -> list[LoadedDescriptor]:
+    """All ``*/descriptor.yaml`` under ``root`` (one folder per use case), sorted by name."""
+    found = [load_descriptor(p) for p in sorted(Path(root).glob(f"*/{DESCRIPTOR_FILE}"))]
+    seen: dict[str, Path] = {}
+    for d in found:
+        if d.name in seen:
+            raise DescriptorError(f"{d.path}: dataset name {d.name!r} is already declared in {seen[d.name]}")
+        seen[d.name] = d.path
+    return sorted(found, key=lambda d: d.name)
+
+
+def pipeline_signature_accepts(func: Callable[..., Any], name: str) -> bool:
+    """Whether ``func`` takes a parameter called ``name`` (pipelines may ask for ``context``)."""
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False

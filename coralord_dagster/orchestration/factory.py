@@ -1,0 +1,79 @@
+"""Turn descriptor files into Dagster assets, asset checks and Definitions."""
+
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from coralord_dagster.client import open_dataset
+from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors
+from coralord_dagster.naming import asset_key_path
+from coralord_dagster.orchestration.io_manager import CoralordIOManager
+from coralord_dagster.orchestration.resource import CoralordResource
+from coralord_dagster.sources import resolve_source
+from coralord_dagster.use_case import run_pipeline
+
+IO_MANAGER_KEY = "coralord_io_manager"
+
+
+def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
+    """The asset of one descriptor; ``code_version`` = hash(descriptor + pipeline source)."""
+    desc.load_pipeline()  # fail at load time, in the UI, not in the middle of a run
+    spec = desc.spec
+
+    @dg.asset(
+        key=asset_key_path(spec.name),
+        description=spec.description,
+        code_version=desc.code_version(),
+        io_manager_key=IO_MANAGER_KEY,
+        group_name=desc.folder.name,
+        kinds={"parquet", "python"},
+        metadata={
+            "coralord/descriptor": dg.MetadataValue.path(str(desc.path)),
+            "coralord/source": resolve_source(desc).uri,
+            "coralord/license": spec.license,
+            "coralord/pipeline": spec.pipeline,
+            **({"coralord/environment": spec.environment.image} if spec.environment.image else {}),
+        },
+    )
+    def _dataset(context: dg.AssetExecutionContext) -> Any:
+        return run_pipeline(desc, context)
+
+    return _dataset
+
+
+def dataset_checks(desc: LoadedDescriptor) -> dg.AssetChecksDefinition:
+    """Checks that the latest version's parts are intact (sha256) after each materialization."""
+
+    @dg.asset_check(asset=asset_key_path(desc.name), name="parts_intact",
+                    description="Every part of the latest version matches its sha256.")
+    def _parts_intact(coralord: CoralordResource) -> dg.AssetCheckResult:
+        ds = open_dataset(desc.name, workspace=coralord.workspace())
+        problems = ds.verify()
+        return dg.AssetCheckResult(
+            passed=not problems,
+            metadata={"coralord/version": f"v{ds.version}", "coralord/parts": len(ds.manifest.parts),
+                      "problems": dg.MetadataValue.json(problems)},
+        )
+
+    return _parts_intact
+
+
+def build_definitions(
+    use_cases: Path | str | Sequence[LoadedDescriptor],
+    *,
+    resource: CoralordResource | None = None,
+) -> dg.Definitions:
+    """Definitions with one asset (+ checks) per descriptor and the coralord resources.
+
+    ``use_cases`` is a folder holding ``<use_case>/descriptor.yaml`` files, or loaded descriptors.
+    """
+    descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
+    resource = resource or CoralordResource()
+    return dg.Definitions(
+        assets=[dataset_asset(d) for d in descriptors],
+        asset_checks=[dataset_checks(d) for d in descriptors],
+        resources={"coralord": resource, IO_MANAGER_KEY: CoralordIOManager(coralord=resource)},
+    )

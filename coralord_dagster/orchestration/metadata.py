@@ -1,0 +1,45 @@
+"""Materialization metadata for a publish: the facts a Dagster user looks for in the UI."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dagster as dg
+
+from coralord_dagster.publish import PublishResult
+
+
+def redact_url(url: str) -> str:
+    """Drop any user:password@ from a URL before it is shown anywhere."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def column_schema(fields: list[dict[str, Any]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f["name"], f["type"]) for f in fields])
+
+
+def publish_metadata(result: PublishResult) -> dict[str, Any]:
+    m = result.manifest
+    return {
+        "coralord/status": result.summary,
+        "coralord/version": f"v{result.version}",
+        "coralord/tag": result.tag,
+        "coralord/content_id": m.content_id,
+        "coralord/commit": result.commit,
+        "coralord/new_version": result.created,
+        "coralord/bump": m.bump or "",
+        "coralord/changes": dg.MetadataValue.json(m.changes),
+        "coralord/parts": len(m.parts),
+        "coralord/parts_written": result.stats.parts_written,
+        "coralord/bytes_written": result.stats.bytes_written,
+        "coralord/storage_url": redact_url(result.storage_url),
+        "coralord/croissant": dg.MetadataValue.json(result.croissant),
+        "dagster/row_count": m.rows,
+        "dagster/column_schema": column_schema(m.fields),
+    }
