@@ -37,6 +37,7 @@ def __getattr__(name: str) -> object:
         return getattr(orchestration, name)
     raise AttributeError(f"module 'coralord_dagster' has no attribute {name!r}")
 
+
 __all__ = [
     "Catalog",
     "CoralordError",

@@ -122,9 +122,25 @@ def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, crois
             con.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", [info.name, v])
         con.execute(
             "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [info.name, v, info.version.major, info.version.minor, info.version.patch, info.tag, info.commit,
-             m.content_id, info.date, m.rows, m.bytes, len(m.parts), m.bump, m.code_version, m.run_id,
-             json.dumps(m.fields), croissant],
+            [
+                info.name,
+                v,
+                info.version.major,
+                info.version.minor,
+                info.version.patch,
+                info.tag,
+                info.commit,
+                m.content_id,
+                info.date,
+                m.rows,
+                m.bytes,
+                len(m.parts),
+                m.bump,
+                m.code_version,
+                m.run_id,
+                json.dumps(m.fields),
+                croissant,
+            ],
         )
         con.executemany(
             "INSERT INTO parts VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
@@ -138,21 +154,35 @@ def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, crois
             "INSERT INTO fields VALUES (?,?,?,?,?)",
             [[info.name, v, i, f["name"], f["type"]] for i, f in enumerate(m.fields)],
         )
-        lineage = [[info.name, v, d.get("relation", "parent"), d["name"], d.get("version"), d.get("content_id")]
-                   for d in m.derived_from]
+        lineage = [
+            [info.name, v, d.get("relation", "parent"), d["name"], d.get("version"), d.get("content_id")]
+            for d in m.derived_from
+        ]
         if m.previous:
-            lineage.append([info.name, v, "previousVersion", m.previous["name"], m.previous["version"],
-                            m.previous["content_id"]])
+            lineage.append(
+                [
+                    info.name,
+                    v,
+                    "previousVersion",
+                    m.previous["name"],
+                    m.previous["version"],
+                    m.previous["content_id"],
+                ]
+            )
         if lineage:
             con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?,?)", lineage)
         if m.sources:
             con.executemany(
                 "INSERT INTO sources VALUES (?,?,?,?,?)",
-                [[info.name, v, s.get("kind"), s.get("uri"), json.dumps(s.get("fingerprint"))] for s in m.sources],
+                [
+                    [info.name, v, s.get("kind"), s.get("uri"), json.dumps(s.get("fingerprint"))]
+                    for s in m.sources
+                ],
             )
         if parent:
             con.execute(
-                "INSERT INTO subsets VALUES (?,?,?) ON CONFLICT (name) DO UPDATE SET parent = excluded.parent, "
+                "INSERT INTO subsets VALUES (?,?,?) ON CONFLICT (name) DO UPDATE SET "
+                "parent = excluded.parent, "
                 "definition_json = excluded.definition_json",
                 [info.name, parent, json.dumps(m.derived_from)],
             )

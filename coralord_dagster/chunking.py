@@ -44,8 +44,13 @@ class Chunking:
         return cls(1 << max(4, round(math.log2(part_rows))))
 
     def to_json(self) -> dict[str, int | str]:
-        return {"rule": "row-hash", "avg_rows": self.avg_rows, "min_rows": self.min_rows,
-                "max_rows": self.max_rows, "row_hash": ROW_HASH}
+        return {
+            "rule": "row-hash",
+            "avg_rows": self.avg_rows,
+            "min_rows": self.min_rows,
+            "max_rows": self.max_rows,
+            "row_hash": ROW_HASH,
+        }
 
 
 def row_hashes(table: pa.Table) -> np.ndarray:

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from coralord_dagster.client import open_dataset
+from coralord_dagster.descriptor import load_descriptor
 from coralord_dagster.errors import CoralordError
 from coralord_dagster.naming import Ref
+from coralord_dagster.use_case import publish_descriptor
 from coralord_dagster.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,8 +50,12 @@ def _echo_json(obj: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--registry", metavar="PATH|GIT_URL", envvar="CORALORD_REGISTRY",
-              help="Registry to use (default ./.coralord/registry).")
+@click.option(
+    "--registry",
+    metavar="PATH|GIT_URL",
+    envvar="CORALORD_REGISTRY",
+    help="Registry to use (default ./.coralord/registry).",
+)
 @click.pass_context
 def cli(ctx: click.Context, registry: str | None) -> None:
     """coralord: software-defined, versioned ML datasets."""
@@ -68,11 +74,18 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         info = ws.registry.versions(name)[0]
         m = ws.registry.manifest(info)
         parent = next((d for d in m.derived_from if "content_id" in d), None)
-        rows.append({
-            "name": name, "version": str(info.version), "tag": info.tag, "rows": m.rows, "bytes": m.bytes,
-            "content_id": m.content_id, "created": info.date,
-            "parent": f"{parent['name']}@v{parent['version']}" if parent else None,
-        })
+        rows.append(
+            {
+                "name": name,
+                "version": str(info.version),
+                "tag": info.tag,
+                "rows": m.rows,
+                "bytes": m.bytes,
+                "content_id": m.content_id,
+                "created": info.date,
+                "parent": f"{parent['name']}@v{parent['version']}" if parent else None,
+            }
+        )
     if as_json:
         _echo_json(rows)
         return
@@ -82,8 +95,10 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     header = f"{'NAME':<32} {'VERSION':<9} {'ROWS':>10} {'CONTENT':<12} {'PUBLISHED':<25} PARENT"
     click.echo(header)
     for r in rows:
-        click.echo(f"{r['name']:<32} v{r['version']:<8} {r['rows']:>10} {r['content_id'][:12]:<12} "
-                   f"{r['created']:<25} {r['parent'] or ''}".rstrip())
+        click.echo(
+            f"{r['name']:<32} v{r['version']:<8} {r['rows']:>10} {r['content_id'][:12]:<12} "
+            f"{r['created']:<25} {r['parent'] or ''}".rstrip()
+        )
 
 
 @cli.command("log")
@@ -101,15 +116,27 @@ def log_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     rows = []
     for info in versions:
         m = ws.registry.manifest(info)
-        rows.append({"version": str(info.version), "tag": info.tag, "commit": info.commit, "created": info.date,
-                     "rows": m.rows, "bytes": m.bytes, "content_id": m.content_id, "bump": m.bump,
-                     "code_version": m.code_version})
+        rows.append(
+            {
+                "version": str(info.version),
+                "tag": info.tag,
+                "commit": info.commit,
+                "created": info.date,
+                "rows": m.rows,
+                "bytes": m.bytes,
+                "content_id": m.content_id,
+                "bump": m.bump,
+                "code_version": m.code_version,
+            }
+        )
     if as_json:
         _echo_json(rows)
         return
     for r in rows:
-        click.echo(f"v{r['version']:<8} {r['created']}  {r['rows']:>10} rows  {r['bump'] or '':<5}  "
-                   f"content {r['content_id'][:12]}  commit {r['commit'][:10]}")
+        click.echo(
+            f"v{r['version']:<8} {r['created']}  {r['rows']:>10} rows  {r['bump'] or '':<5}  "
+            f"content {r['content_id'][:12]}  commit {r['commit'][:10]}"
+        )
 
 
 @cli.command("show")
@@ -124,7 +151,9 @@ def show_cmd(ctx: click.Context, ref: str) -> None:
 
 @cli.command("get")
 @click.argument("ref")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file (default NAME-vX.Y.Z.EXT).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Output file (default NAME-vX.Y.Z.EXT)."
+)
 @click.option("--columns", help="Comma-separated columns to fetch.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.pass_context
@@ -153,6 +182,29 @@ def verify_cmd(ctx: click.Context, ref: str, fast: bool) -> None:
         sys.exit(1)
     how = "sizes" if fast else "sha256"
     click.echo(f"OK {ds.name} v{ds.version}: {len(ds.manifest.parts)} part(s) verified ({how})")
+
+
+@cli.command("validate")
+@click.argument("descriptor", type=click.Path())
+@handle_errors
+def validate_cmd(descriptor: str) -> None:
+    """Check a descriptor file (and that its pipeline imports) without running anything."""
+    desc = load_descriptor(descriptor)
+    desc.load_pipeline()
+    click.echo(f"OK {desc.path}: dataset {desc.name}, code version {desc.code_version()}")
+
+
+@cli.command("publish")
+@click.argument("descriptor", type=click.Path())
+@click.pass_context
+@handle_errors
+def publish_cmd(ctx: click.Context, descriptor: str) -> None:
+    """Build a descriptor's dataset and publish it, without Dagster."""
+    desc = load_descriptor(descriptor)
+    desc.load_pipeline()
+    ws = Workspace.open(ctx.obj["registry"], create=True)
+    result = publish_descriptor(desc, ws)
+    click.echo(f"{result.name}: {result.summary} [{result.tag}]")
 
 
 @cli.group("catalog")

@@ -49,7 +49,9 @@ class DatasetVersion:
 
     @property
     def croissant_text(self) -> str:
-        return self.workspace.registry.read_file(self.tag, f"{dataset_dir(self.name)}/croissant.json").decode()
+        return self.workspace.registry.read_file(
+            self.tag, f"{dataset_dir(self.name)}/croissant.json"
+        ).decode()
 
     def to_arrow(self, columns: list[str] | None = None, *, verify: bool = False) -> pa.Table:
         """The version's rows, with the schema it was published with (pandas metadata included)."""
@@ -59,12 +61,17 @@ class DatasetVersion:
             if unknown:
                 from coralord_dagster.errors import CoralordError
 
-                raise CoralordError(f"{self.name} v{self.version} has no column(s) {unknown}; columns: {known}")
+                raise CoralordError(
+                    f"{self.name} v{self.version} has no column(s) {unknown}; columns: {known}"
+                )
         table = self.workspace.store.read_table(self.manifest.parts, columns, verify=verify)
         schema = self.manifest.schema
         if columns:
             schema = pa.schema([schema.field(c) for c in columns], metadata=None)
-        return table.cast(schema) if table.schema != schema else table
+        if not table.schema.equals(schema, check_metadata=False):
+            table = table.cast(schema)
+        # Parts carry no schema metadata; the manifest's restores pandas' index and dtypes.
+        return table.replace_schema_metadata(schema.metadata)
 
     def to_pandas(self, columns: list[str] | None = None, *, verify: bool = False) -> pd.DataFrame:
         return self.to_arrow(columns, verify=verify).to_pandas()

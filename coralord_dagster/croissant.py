@@ -69,6 +69,10 @@ CONTEXT: dict[str, Any] = {
     "prov": "http://www.w3.org/ns/prov#",
     "coralord": CORALORD_NS,
 }
+# Our extension payloads are plain data, not graph nodes: as JSON literals they round-trip exactly
+# (and an object of empty lists cannot turn into a self-referencing blank node in mlcroissant).
+for _term in ("statistics", "changes", "environment", "files", "fingerprint"):
+    CONTEXT[f"coralord:{_term}"] = {"@id": f"coralord:{_term}", "@type": "@json"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ class DatasetInfo:
     keywords: tuple[str, ...] = ()
     split_column: str | None = None
     split_names: tuple[str, ...] = ()
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {description, categories, semantic}
+    columns: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # name -> {description, categories, semantic}
     pipeline: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     descriptor_text: str | None = None
@@ -148,24 +154,28 @@ def build_croissant(
     """
     files: list[dict[str, Any]] = []
     for i, part in enumerate(manifest.parts):
-        files.append({
-            "@type": "cr:FileObject",
-            "@id": f"part-{i:05d}",
-            "name": f"part-{i:05d}",
-            "contentUrl": part_link_name(i, part.sha256) if local_links else part.url,
-            "contentSize": f"{part.bytes} B",
+        files.append(
+            {
+                "@type": "cr:FileObject",
+                "@id": f"part-{i:05d}",
+                "name": f"part-{i:05d}",
+                "contentUrl": part_link_name(i, part.sha256) if local_links else part.url,
+                "contentSize": f"{part.bytes} B",
+                "encodingFormat": "application/x-parquet",
+                "sha256": part.sha256,
+                "coralord:rows": part.rows,
+            }
+        )
+    files.append(
+        {
+            "@type": "cr:FileSet",
+            "@id": "parts",
+            "name": "parts",
+            "description": "All parts of this version, in row order.",
             "encodingFormat": "application/x-parquet",
-            "sha256": part.sha256,
-            "coralord:rows": part.rows,
-        })
-    files.append({
-        "@type": "cr:FileSet",
-        "@id": "parts",
-        "name": "parts",
-        "description": "All parts of this version, in row order.",
-        "encodingFormat": "application/x-parquet",
-        "includes": [part_link_name(i, p.sha256) for i, p in enumerate(manifest.parts)],
-    })
+            "includes": [part_link_name(i, p.sha256) for i, p in enumerate(manifest.parts)],
+        }
+    )
 
     stats = column_statistics(table)
     record_sets: list[dict[str, Any]] = []
@@ -192,50 +202,70 @@ def build_croissant(
         elif col.get("categories"):
             enum = f"{f.name}_classes"
             entry["references"] = {"field": {"@id": f"{enum}/index"}}
-            record_sets.append({
-                "@type": "cr:RecordSet",
-                "@id": enum,
-                "name": enum,
-                "description": f"Class names of {f.name}.",
-                "dataType": "sc:Enumeration",
-                "key": {"@id": f"{enum}/index"},
-                "field": [
-                    {"@type": "cr:Field", "@id": f"{enum}/index", "name": "index", "dataType": "sc:Integer"},
-                    {"@type": "cr:Field", "@id": f"{enum}/name", "name": "name", "dataType": "sc:Text"},
-                ],
-                "data": [{f"{enum}/index": i, f"{enum}/name": n} for i, n in enumerate(col["categories"])],
-            })
+            record_sets.append(
+                {
+                    "@type": "cr:RecordSet",
+                    "@id": enum,
+                    "name": enum,
+                    "description": f"Class names of {f.name}.",
+                    "dataType": "sc:Enumeration",
+                    "key": {"@id": f"{enum}/index"},
+                    "field": [
+                        {
+                            "@type": "cr:Field",
+                            "@id": f"{enum}/index",
+                            "name": "index",
+                            "dataType": "sc:Integer",
+                        },
+                        {"@type": "cr:Field", "@id": f"{enum}/name", "name": "name", "dataType": "sc:Text"},
+                    ],
+                    "data": [
+                        {f"{enum}/index": i, f"{enum}/name": n} for i, n in enumerate(col["categories"])
+                    ],
+                }
+            )
         fields.append(entry)
     if info.split_column and info.split_names:
-        record_sets.insert(0, {
+        record_sets.insert(
+            0,
+            {
+                "@type": "cr:RecordSet",
+                "@id": "splits",
+                "name": "splits",
+                "description": "The dataset's splits.",
+                "dataType": "cr:Split",
+                "key": {"@id": "splits/name"},
+                "field": [{"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"}],
+                "data": [{"splits/name": n} for n in info.split_names],
+            },
+        )
+    record_sets.append(
+        {
             "@type": "cr:RecordSet",
-            "@id": "splits",
-            "name": "splits",
-            "description": "The dataset's splits.",
-            "dataType": "cr:Split",
-            "key": {"@id": "splits/name"},
-            "field": [{"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"}],
-            "data": [{"splits/name": n} for n in info.split_names],
-        })
-    record_sets.append({
-        "@type": "cr:RecordSet",
-        "@id": RECORDS,
-        "name": RECORDS,
-        "description": f"The rows of {info.name} v{manifest.version}.",
-        "field": fields,
-    })
+            "@id": RECORDS,
+            "name": RECORDS,
+            "description": f"The rows of {info.name} v{manifest.version}.",
+            "field": fields,
+        }
+    )
 
-    dataset_stats: dict[str, Any] = {"rows": manifest.rows, "bytes": manifest.bytes, "parts": len(manifest.parts)}
+    dataset_stats: dict[str, Any] = {
+        "rows": manifest.rows,
+        "bytes": manifest.bytes,
+        "parts": len(manifest.parts),
+    }
     if info.split_column and info.split_column in table.column_names:
         dataset_stats["rowsPerSplit"] = _value_counts(table, info.split_column)
     derived = [_derivation(d) for d in manifest.derived_from] + [_derivation(s) for s in manifest.sources]
     if manifest.previous:
-        derived.append({
-            "@id": f"coralord:{manifest.previous['name']}@v{manifest.previous['version']}",
-            "name": f"{manifest.previous['name']} v{manifest.previous['version']}",
-            "coralord:contentId": manifest.previous["content_id"],
-            "coralord:relation": "previousVersion",
-        })
+        derived.append(
+            {
+                "identifier": f"{manifest.previous['name']}@v{manifest.previous['version']}",
+                "name": f"{manifest.previous['name']} v{manifest.previous['version']}",
+                "coralord:contentId": manifest.previous["content_id"],
+                "coralord:relation": "previousVersion",
+            }
+        )
     doc: dict[str, Any] = {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
@@ -247,7 +277,8 @@ def build_croissant(
         "datePublished": date_published,
         "license": info.license,
         "url": info.url or f"coralord:{info.name}",
-        "citeAs": info.citation or f"{info.name} v{manifest.version} (coralord content id {manifest.content_id})",
+        "citeAs": info.citation
+        or f"{info.name} v{manifest.version} (coralord content id {manifest.content_id})",
         "keywords": list(info.keywords),
         "identifier": f"sha256:{manifest.content_id}",
         "distribution": files,
@@ -272,12 +303,12 @@ def build_croissant(
 def _derivation(d: dict[str, Any]) -> dict[str, Any]:
     if "content_id" in d:  # a parent coralord dataset version
         return {
-            "@id": f"coralord:{d['name']}@v{d['version']}",
+            "identifier": f"{d['name']}@v{d['version']}",
             "name": f"{d['name']} v{d['version']}",
             "coralord:contentId": d["content_id"],
             "coralord:relation": d.get("relation", "parent"),
         }
-    out = {"@id": d["uri"], "name": d["uri"], "coralord:sourceKind": d.get("kind")}
+    out = {"url": d["uri"], "name": d["uri"], "coralord:sourceKind": d.get("kind")}
     if d.get("files"):
         out["coralord:files"] = d["files"]
     if d.get("fingerprint"):

@@ -35,7 +35,9 @@ class HuggingFaceSource(_Model):
     kind: Literal["huggingface"]
     repo: str = Field(description="Hub repository id, e.g. 'zalando-datasets/fashion_mnist'.")
     revision: str = Field("main", description="Branch, tag or commit; 'refs/convert/parquet' for Parquet.")
-    files: list[str] = Field(default_factory=list, description="Files the pipeline reads, relative to the repo.")
+    files: list[str] = Field(
+        default_factory=list, description="Files the pipeline reads, relative to the repo."
+    )
     endpoint: str | None = Field(None, description="Hub URL; default $HF_ENDPOINT or https://huggingface.co.")
 
 
@@ -68,8 +70,12 @@ class ColumnInfo(_Model):
     """Documentation and semantics of one column, carried into the Croissant."""
 
     description: str | None = Field(None, description="What the column holds.")
-    categories: list[str] | None = Field(None, description="Class names, indexed by the column's integer value.")
-    semantic: Literal["image"] | None = Field(None, description="'image': a struct{bytes,path} of encoded images.")
+    categories: list[str] | None = Field(
+        None, description="Class names, indexed by the column's integer value."
+    )
+    semantic: Literal["image"] | None = Field(
+        None, description="'image': a struct{bytes,path} of encoded images."
+    )
 
 
 class StorageOptions(_Model):

@@ -7,6 +7,7 @@ made under the registry lock after re-checking that no other publisher moved the
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from coralord_dagster import croissant as cr
 from coralord_dagster.catalog import Catalog
@@ -23,7 +25,7 @@ from coralord_dagster.chunking import Chunking, row_hashes, rows_digest
 from coralord_dagster.errors import CoralordError, PipelineError, RegistryError
 from coralord_dagster.manifest import Manifest, encode_schema, schema_fields
 from coralord_dagster.naming import FIRST_VERSION, SemVer, tag_name, validate_name
-from coralord_dagster.registry import Registry, VersionInfo
+from coralord_dagster.registry import Registry, VersionInfo, dataset_dir
 from coralord_dagster.store import PartStore, WriteStats
 from coralord_dagster.versioning import classify
 
@@ -56,7 +58,8 @@ class PublishResult:
     @property
     def summary(self) -> str:
         if self.created:
-            return f"published {self.name} v{self.version} ({self.manifest.rows} rows, bump {self.manifest.bump})"
+            m = self.manifest
+            return f"published {self.name} v{self.version} ({m.rows} rows, {m.bump})"
         return f"unchanged, still v{self.version}"
 
 
@@ -71,9 +74,7 @@ def to_arrow(data: Any) -> tuple[pa.Table, str]:
             raise PipelineError(f"cannot convert the DataFrame to Arrow: {e}") from e
     if isinstance(data, pa.RecordBatchReader):
         return data.read_all(), "arrow"
-    raise PipelineError(
-        f"a dataset must be a pandas DataFrame or a pyarrow Table, got {type(data).__name__}"
-    )
+    raise PipelineError(f"a dataset must be a pandas DataFrame or a pyarrow Table, got {type(data).__name__}")
 
 
 def _now() -> str:
@@ -105,11 +106,21 @@ class Publisher:
         chunking = Chunking.for_table(table, part_rows)
         parts, stats = self.store.write_table(table, chunking, hashes)
         draft = Manifest(
-            name=name, version="0.0.0", parts=parts, fields=schema_fields(table.schema),
-            arrow_schema=encode_schema(table.schema), rows=table.num_rows, rows_digest=rows_digest(hashes),
-            chunking=chunking.to_json(), metadata_digest=info.metadata_digest, created=_now(),
-            produced_as=produced_as, derived_from=provenance.derived_from, sources=provenance.sources,
-            code_version=provenance.code_version, run_id=provenance.run_id,
+            name=name,
+            version="0.0.0",
+            parts=parts,
+            fields=schema_fields(table.schema),
+            arrow_schema=encode_schema(table.schema),
+            rows=table.num_rows,
+            rows_digest=rows_digest(hashes),
+            chunking=chunking.to_json(),
+            metadata_digest=info.metadata_digest,
+            created=_now(),
+            produced_as=produced_as,
+            derived_from=provenance.derived_from,
+            sources=provenance.sources,
+            code_version=provenance.code_version,
+            run_id=provenance.run_id,
         )
         for _attempt in range(20):
             previous = self.registry.latest(name)
@@ -118,21 +129,32 @@ class Publisher:
             if bump is None:
                 assert previous is not None and prev_manifest is not None
                 self._push()
-                croissant = self.registry.read_file(previous.tag, f"{_folder(name)}/croissant.json")
+                croissant = self.registry.read_file(previous.tag, f"{dataset_dir(name)}/croissant.json")
                 return PublishResult(
-                    name, previous.version, previous.tag, previous.commit, prev_manifest,
-                    _json(croissant), False, stats, self.store.url,
+                    name,
+                    previous.version,
+                    previous.tag,
+                    previous.commit,
+                    prev_manifest,
+                    json.loads(croissant),
+                    False,
+                    stats,
+                    self.store.url,
                 )
             version = previous.version.bump(bump) if previous else FIRST_VERSION
             manifest = draft.with_version(
-                str(version), bump=bump, changes=changes,
+                str(version),
+                bump=bump if previous else "first",
+                changes=changes,
                 previous=(
                     {"name": name, "version": str(previous.version), "content_id": prev_manifest.content_id}
-                    if previous and prev_manifest else None
+                    if previous and prev_manifest
+                    else None
                 ),
             )
-            doc = cr.build_croissant(manifest, info, table, local_links=self.store.is_local,
-                                     date_published=manifest.created[:10])
+            doc = cr.build_croissant(
+                manifest, info, table, local_links=self.store.is_local, date_published=manifest.created[:10]
+            )
             files = {
                 "manifest.json": manifest.dumps().encode(),
                 "croissant.json": cr.dumps(doc).encode(),
@@ -141,7 +163,8 @@ class Publisher:
                 files["descriptor.yaml"] = info.descriptor_text.encode()
             links = (
                 {cr.part_link_name(i, p.sha256): self.store.part_path(p.sha256) for i, p in enumerate(parts)}
-                if self.store.is_local else {}
+                if self.store.is_local
+                else {}
             )
             self._validate(files["croissant.json"], links)
             with self.registry.locked():
@@ -153,7 +176,9 @@ class Publisher:
                 commit = self.registry.commit_version(name, version, files, links, message=message)
                 info_v = VersionInfo(name, version, tag, commit, self.registry.versions(name)[0].date)
             warnings = self._after_commit(info_v, manifest, files["croissant.json"].decode())
-            return PublishResult(name, version, tag, commit, manifest, doc, True, stats, self.store.url, warnings)
+            return PublishResult(
+                name, version, tag, commit, manifest, doc, True, stats, self.store.url, warnings
+            )
         raise RegistryError(f"could not publish {name}: the registry kept changing under 20 attempts")
 
     @staticmethod
@@ -163,8 +188,6 @@ class Publisher:
                 f"{info.name}: the descriptor declares split column {info.split_column!r} but the table has "
                 f"only {table.column_names}; add the column or fix 'splits.column'"
             )
-        import pyarrow.compute as pc
-
         found = set(pc.unique(table.column(info.split_column)).to_pylist())
         unknown = sorted(str(s) for s in found - set(info.split_names))
         if unknown:
@@ -212,15 +235,3 @@ def changes_line(m: Manifest) -> str:
             bits.append(f"columns {k}: {', '.join(sc[k])}")
     bits.append(f"parts reused {c.get('parts_reused')}, new {c.get('parts_new')}")
     return "; ".join(bits)
-
-
-def _folder(name: str) -> str:
-    from coralord_dagster.registry import dataset_dir
-
-    return dataset_dir(name)
-
-
-def _json(data: bytes) -> dict[str, Any]:
-    import json
-
-    return json.loads(data)

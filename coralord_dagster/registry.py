@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -98,7 +97,8 @@ class Registry:
             if not (path / ".git").exists():
                 repo = git.Repo.init(path, initial_branch="main")
                 (path / CONFIG_FILE).write_text(
-                    "# coralord registry settings. Never put credentials here: they come from the environment.\n"
+                    "# coralord registry settings. Never put credentials here: "
+                    "they come from the environment.\n"
                     f"[storage]\nurl = {_toml_str(storage_url)}\n"
                 )
                 (path / ".gitignore").write_text("*.duckdb\n*.duckdb.wal\n")
@@ -115,13 +115,17 @@ class Registry:
             return cls(loc)
         if not is_git_url(loc) and not Path(loc).is_dir():
             return cls(loc)  # raises the "no registry" error
-        cache = (cache_dir or default_cache_dir()) / "registries" / hashlib.sha256(loc.encode()).hexdigest()[:16]
+        cache = (
+            (cache_dir or default_cache_dir()) / "registries" / hashlib.sha256(loc.encode()).hexdigest()[:16]
+        )
         try:
             with FileLock(str(cache) + ".lock", timeout=LOCK_TIMEOUT_S):
                 if (cache / ".git").exists():
                     repo = git.Repo(cache)
                     repo.git.fetch("--prune", "--tags", "--force", "origin")
-                    repo.git.reset("--hard", "origin/HEAD" if _has_ref(repo, "origin/HEAD") else "origin/main")
+                    repo.git.reset(
+                        "--hard", "origin/HEAD" if _has_ref(repo, "origin/HEAD") else "origin/main"
+                    )
                 else:
                     shutil.rmtree(cache, ignore_errors=True)
                     git.Repo.clone_from(loc, cache)
@@ -150,7 +154,9 @@ class Registry:
         storage = self.config.get("storage", {})
         url = storage.get("url") if isinstance(storage, dict) else None
         if not url:
-            raise ConfigError(f"{self.path / CONFIG_FILE}: missing [storage] url; set it or pass a storage URL")
+            raise ConfigError(
+                f"{self.path / CONFIG_FILE}: missing [storage] url; set it or pass a storage URL"
+            )
         if "://" in url:
             return url
         return str((self.path / url).resolve())
@@ -196,7 +202,11 @@ class Registry:
         if not versions:
             known = self.datasets()
             close = [d for d in known if d.split("/")[0] == ref.name.split("/")[0] or ref.name in d]
-            hint = f"; did you mean {close[0]!r}?" if close else (f"; known: {', '.join(known)}" if known else "")
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else (f"; known: {', '.join(known)}" if known else "")
+            )
             raise DatasetNotFoundError(f"dataset {ref.name!r} is not in the registry {self.path}{hint}")
         if ref.rev == "latest":
             return versions[0]
@@ -274,10 +284,12 @@ class Registry:
             for rel, target in links.items():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 (folder / rel).symlink_to(target)
-            paths = [str(folder.relative_to(self.path) / rel) for rel in files]
-            self.repo.git.add("--all", "--", *paths, str(folder.relative_to(self.path) / "parts"))
+            # The dataset's own folder, not its subsets: those are versioned on their own.
+            rel_folder = str(folder.relative_to(self.path))
+            pathspec = [rel_folder, f":(exclude){rel_folder}/subsets"]
+            self.repo.git.add("--all", "--", *pathspec)
             with _identity(self.repo):
-                self.repo.git.commit("-m", message, "--", str(folder.relative_to(self.path)))
+                self.repo.git.commit("--allow-empty", "-m", message, "--", *pathspec)
                 self.repo.git.tag("-a", tag, "-m", message)
         except (git.GitCommandError, OSError) as e:
             self._restore(head, folder, tag)
@@ -335,11 +347,11 @@ def _identity(repo: git.Repo) -> Iterator[None]:
         repo.git.config("user.email")
     except git.GitCommandError:
         name, email = DEFAULT_IDENTITY
-        env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-               "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        env = {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+        }
     with repo.git.custom_environment(**env):
         yield
-
-
-def file_mode_is_link(mode: int) -> bool:
-    return stat.S_ISLNK(mode)

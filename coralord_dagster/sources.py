@@ -51,7 +51,9 @@ class Source:
         try:
             return fsspec.open(self.url(relpath), mode, **self.storage_options).open()
         except (OSError, ValueError) as e:
-            raise StorageError(f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}") from e
+            raise StorageError(
+                f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}"
+            ) from e
 
     def read_parquet(self, relpath: str, columns: list[str] | None = None) -> pa.Table:
         """Read one Parquet file of the source."""

@@ -23,7 +23,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coralord_dagster.chunking import Chunking, boundaries
+from coralord_dagster.chunking import Chunking, boundaries, row_hashes
 from coralord_dagster.errors import IntegrityError, StorageError
 
 _REMOTE_READ_DEFAULTS = {"s3": {"default_cache_type": "none"}, "gcs": {"cache_type": "none"}}
@@ -128,8 +128,6 @@ class PartStore:
         self, table: pa.Table, chunking: Chunking | None = None, hashes: Any = None
     ) -> tuple[list[PartRef], WriteStats]:
         """Cut ``table`` into content-defined parts and store the ones not stored yet."""
-        from coralord_dagster.chunking import row_hashes
-
         chunking = chunking or Chunking.for_table(table)
         if hashes is None:
             hashes = row_hashes(table)

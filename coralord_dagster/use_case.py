@@ -39,13 +39,17 @@ def dataset_info(desc: LoadedDescriptor) -> DatasetInfo:
 def run_pipeline(desc: LoadedDescriptor, context: Any = None) -> Any:
     """Call the descriptor's pipeline on its resolved source; returns a DataFrame or Arrow table."""
     func = desc.load_pipeline()
-    kwargs = {"context": context} if context is not None and pipeline_signature_accepts(func, "context") else {}
+    kwargs = (
+        {"context": context} if context is not None and pipeline_signature_accepts(func, "context") else {}
+    )
     try:
         return func(resolve_source(desc), **kwargs)
     except CoralordError:
         raise
     except Exception as e:
-        raise PipelineError(f"{desc.path}: pipeline {desc.spec.pipeline} failed: {type(e).__name__}: {e}") from e
+        raise PipelineError(
+            f"{desc.path}: pipeline {desc.spec.pipeline} failed: {type(e).__name__}: {e}"
+        ) from e
 
 
 def provenance(desc: LoadedDescriptor, run_id: str | None = None) -> Provenance:
@@ -56,7 +60,9 @@ def provenance(desc: LoadedDescriptor, run_id: str | None = None) -> Provenance:
     return Provenance(sources=[described], code_version=desc.code_version(), run_id=run_id)
 
 
-def publish_descriptor(desc: LoadedDescriptor, workspace: Workspace, run_id: str | None = None) -> PublishResult:
+def publish_descriptor(
+    desc: LoadedDescriptor, workspace: Workspace, run_id: str | None = None
+) -> PublishResult:
     """Build a descriptor's dataset and publish it (the whole path, without Dagster)."""
     data = run_pipeline(desc)
     return workspace.publisher().publish(

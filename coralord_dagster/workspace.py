@@ -43,7 +43,9 @@ def storage_options_from_env() -> dict[str, Any]:
     try:
         opts = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"CORALORD_STORAGE_OPTIONS is not valid JSON ({e}); use e.g. '{{\"anon\": false}}'") from None
+        raise ConfigError(
+            f"CORALORD_STORAGE_OPTIONS is not valid JSON ({e}); use e.g. '{{\"anon\": false}}'"
+        ) from None
     if not isinstance(opts, dict):
         raise ConfigError("CORALORD_STORAGE_OPTIONS must be a JSON object")
     return opts
@@ -77,7 +79,9 @@ class Workspace:
         else:
             reg = Registry(location, remote=remote)
         store = PartStore(storage or reg.storage_url(), storage_options or storage_options_from_env())
-        cat = Path(catalog or os.environ.get("CORALORD_CATALOG") or reg.path / ".git" / "coralord" / "catalog.duckdb")
+        cat = Path(
+            catalog or os.environ.get("CORALORD_CATALOG") or reg.path / ".git" / "coralord" / "catalog.duckdb"
+        )
         return cls(reg, store, Catalog(cat))
 
     def publisher(self) -> Publisher:

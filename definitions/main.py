@@ -37,7 +37,10 @@ def prepare_fixtures(use_cases: Path, dest: Path) -> dict[str, str]:
 
 def main() -> int:
     os.environ.setdefault("DAGSTER_HOME", str((HOME / "dagster").resolve()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     import dagster as dg
 
     from coralord_dagster import cli
@@ -49,7 +52,11 @@ def main() -> int:
 
     job = defs.resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
         for event in result.all_events:
             if event.event_type_value == "ASSET_MATERIALIZATION":
                 mat = event.event_specific_data.materialization

@@ -1,6 +1,5 @@
 """Turn descriptor files into Dagster assets, asset checks and Definitions."""
 
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,15 +46,21 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
 def dataset_checks(desc: LoadedDescriptor) -> dg.AssetChecksDefinition:
     """Checks that the latest version's parts are intact (sha256) after each materialization."""
 
-    @dg.asset_check(asset=asset_key_path(desc.name), name="parts_intact",
-                    description="Every part of the latest version matches its sha256.")
+    @dg.asset_check(
+        asset=asset_key_path(desc.name),
+        name="parts_intact",
+        description="Every part of the latest version matches its sha256.",
+    )
     def _parts_intact(coralord: CoralordResource) -> dg.AssetCheckResult:
         ds = open_dataset(desc.name, workspace=coralord.workspace())
         problems = ds.verify()
         return dg.AssetCheckResult(
             passed=not problems,
-            metadata={"coralord/version": f"v{ds.version}", "coralord/parts": len(ds.manifest.parts),
-                      "problems": dg.MetadataValue.json(problems)},
+            metadata={
+                "coralord/version": f"v{ds.version}",
+                "coralord/parts": len(ds.manifest.parts),
+                "problems": dg.MetadataValue.json(problems),
+            },
         )
 
     return _parts_intact

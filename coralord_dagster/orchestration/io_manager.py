@@ -59,8 +59,10 @@ class CoralordIOManager(dg.ConfigurableIOManager):
             prov = Provenance(code_version=code_version, run_id=context.run_id)
             part_rows = None
         result = self.coralord.workspace().publisher().publish(obj, info, prov, part_rows=part_rows)
-        context.log.info(f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
-                         f"{result.stats.parts_reused} reused)")
+        context.log.info(
+            f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
+            f"{result.stats.parts_reused} reused)"
+        )
         for warning in result.warnings:
             context.log.warning(warning)
         context.add_output_metadata(publish_metadata(result))
@@ -68,9 +70,13 @@ class CoralordIOManager(dg.ConfigurableIOManager):
     @staticmethod
     def _plain_dataset_info(context: dg.OutputContext, name: str, meta: dict[str, Any]) -> DatasetInfo:
         """A dataset written by a plain ``@asset``: documented from the asset itself."""
-        description = (context.asset_spec.description if context.has_asset_key else None) or f"Dataset {name}."
+        description = (
+            context.asset_spec.description if context.has_asset_key else None
+        ) or f"Dataset {name}."
         license_ = meta.get("coralord/license", "unspecified")
-        return DatasetInfo(name=name, description=description, license=str(getattr(license_, "value", license_)))
+        return DatasetInfo(
+            name=name, description=description, license=str(getattr(license_, "value", license_))
+        )
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
@@ -88,4 +94,3 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         if wanted is pd.DataFrame or ds.manifest.produced_as == "pandas":
             return table.to_pandas()
         return table
-

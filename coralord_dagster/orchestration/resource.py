@@ -29,7 +29,8 @@ class CoralordResource(dg.ConfigurableResource):
     """
 
     registry: str | None = Field(
-        default=None, description="Registry path (created if missing) or Git URL; default ./.coralord/registry."
+        default=None,
+        description="Registry path (created if missing) or Git URL; default ./.coralord/registry.",
     )
     storage: str | None = Field(
         default=None, description="fsspec URL of the part store (local path, s3://bucket/prefix, ...)."

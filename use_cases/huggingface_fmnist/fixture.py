@@ -26,17 +26,28 @@ def png_gray(pixels: np.ndarray) -> bytes:
     h, w = pixels.shape
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     raw = b"".join(b"\x00" + pixels[y].astype(np.uint8).tobytes() for y in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _image(label: int, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:28, 0:28]
     # A class-specific shape (bars, rings, blocks) plus noise: distinct per class, varied per row.
-    shape = ((xx * (label + 1) + yy * (9 - label)) % (label + 3) == 0) | (((xx - 14) ** 2 + (yy - 14) ** 2) < label * 12)
+    shape = ((xx * (label + 1) + yy * (9 - label)) % (label + 3) == 0) | (
+        ((xx - 14) ** 2 + (yy - 14) ** 2) < label * 12
+    )
     img = shape * 200 + rng.integers(0, 55, size=(28, 28))
     return img.clip(0, 255).astype(np.uint8)
 
@@ -45,12 +56,17 @@ def split_table(split: str, rows: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng([seed, *split.encode()])
     labels = rng.integers(0, 10, size=rows)
     images = [{"bytes": png_gray(_image(int(lab), rng)), "path": None} for lab in labels]
-    table = pa.table({
-        "image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        "label": pa.array(labels, pa.int64()),
-    })
-    hf = {"info": {"features": {"image": {"_type": "Image"},
-                                "label": {"names": CLASS_NAMES, "_type": "ClassLabel"}}}}
+    table = pa.table(
+        {
+            "image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            "label": pa.array(labels, pa.int64()),
+        }
+    )
+    hf = {
+        "info": {
+            "features": {"image": {"_type": "Image"}, "label": {"names": CLASS_NAMES, "_type": "ClassLabel"}}
+        }
+    }
     return table.replace_schema_metadata({"huggingface": json.dumps(hf)})
 
 

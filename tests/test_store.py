@@ -1,0 +1,72 @@
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from coralord_dagster.chunking import Chunking, boundaries, row_hashes
+from coralord_dagster.errors import IntegrityError
+from coralord_dagster.store import PartStore
+
+
+def table(n: int, start: int = 0) -> pa.Table:
+    ids = np.arange(start, start + n)
+    return pa.table({"id": ids, "value": ids * 0.5, "text": [f"row {i}" for i in ids]})
+
+
+def test_parts_are_content_addressed_and_stored_once(tmp_path: Path):
+    store = PartStore(str(tmp_path / "storage"))
+    parts, stats = store.write_table(table(1000), Chunking(64))
+    assert len(parts) > 3 and stats.parts_written == len(parts) and stats.bytes_written > 0
+    for p in parts:
+        path = Path(store.part_path(p.sha256))
+        assert path == tmp_path / "storage" / "parts" / p.sha256[:2] / f"{p.sha256}.parquet"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == p.sha256
+        assert pq.read_metadata(path).num_rows == p.rows
+    again, stats2 = store.write_table(table(1000), Chunking(64))
+    assert again == parts and stats2.parts_written == 0 and stats2.bytes_written == 0
+    assert not list((tmp_path / "storage").rglob("*.tmp")), "no temporary file may stay visible"
+    assert store.read_table(parts).equals(table(1000))
+
+
+def test_content_defined_boundaries_survive_an_insert_at_the_front(tmp_path: Path):
+    store = PartStore(str(tmp_path))
+    before, _ = store.write_table(table(4000), Chunking(64))
+    edited = pa.concat_tables([table(3, start=-3), table(4000)])
+    after, stats = store.write_table(edited, Chunking(64))
+    reused = {p.sha256 for p in before} & {p.sha256 for p in after}
+    assert len(reused) >= len(before) - 2, "only the part around the insert may change"
+    assert stats.parts_written <= 2
+
+
+def test_boundaries_respect_min_and_max():
+    hashes = row_hashes(table(10_000))
+    spans = boundaries(hashes, Chunking(256))
+    assert sum(n for _, n in spans) == 10_000
+    assert all(n <= 1024 for _, n in spans) and all(n >= 64 for _, n in spans[:-1])
+    assert [o for o, _ in spans] == sorted(o for o, _ in spans)
+
+
+def test_empty_table_keeps_its_schema(tmp_path: Path):
+    store = PartStore(str(tmp_path))
+    empty = table(0)
+    parts, _ = store.write_table(empty)
+    assert len(parts) == 1 and parts[0].rows == 0
+    assert store.read_table(parts).schema.names == empty.schema.names
+
+
+def test_a_flipped_byte_is_detected(tmp_path: Path):
+    store = PartStore(str(tmp_path))
+    parts, _ = store.write_table(table(100))
+    path = Path(store.part_path(parts[0].sha256))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert store.check(parts[0], fast=True) is None, "sizes alone cannot see a flipped byte"
+    assert "is corrupt" in store.check(parts[0])
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        store.read_table(parts, verify=True)
+    path.unlink()
+    assert "is missing" in store.check(parts[0], fast=True)
