@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from coralord_dagster.croissant import part_link_name
 from coralord_dagster.errors import IntegrityError
 from coralord_dagster.manifest import Manifest
 from coralord_dagster.naming import Ref
@@ -84,6 +86,31 @@ class DatasetVersion:
             if problem:
                 problems.append(problem)
         return problems
+
+    def local_copy(self, dest: Path | str) -> Path:
+        """A self-contained copy: ``croissant.json`` and ``parts/`` that mlcroissant reads offline.
+
+        Parts are fetched (sha256-checked) next to the Croissant, whose ``contentUrl``s are rewritten to
+        those local files; checksums stay the published ones. Returns the Croissant's path.
+        """
+        dest = Path(dest)
+        (dest / "parts").mkdir(parents=True, exist_ok=True)
+        doc = self.croissant
+        for i, part in enumerate(self.manifest.parts):
+            target = dest / part_link_name(i, part.sha256)
+            if not (target.exists() and target.stat().st_size == part.bytes):
+                data = self.workspace.store.read_bytes(part.sha256)
+                if hashlib.sha256(data).hexdigest() != part.sha256:
+                    raise IntegrityError(f"part {part.sha256} is corrupt; run 'coralord verify {self.name}'")
+                tmp = target.with_name(f".{target.name}.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(target)
+        for entry in doc["distribution"]:
+            if entry.get("@type") == "cr:FileObject":
+                entry["contentUrl"] = part_link_name(int(entry["@id"].split("-")[1]), entry["sha256"])
+        path = dest / "croissant.json"
+        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return path
 
     def write(self, path: Path | str, *, fmt: str = "parquet", columns: list[str] | None = None) -> Path:
         """Write the version (or some columns) to one Parquet or CSV file, atomically."""

@@ -79,12 +79,14 @@ def test_changed_source_data_is_a_minor_version(fmnist, ws: Workspace, monkeypat
         ),
         (
             "    return pa.concat_tables(tables)",
-            "    t = pa.concat_tables(tables)\n    return t.set_column(1, 'label', t.column('label').cast(pa.int32()))",
+            "    t = pa.concat_tables(tables)\n"
+            "    return t.set_column(1, 'label', t.column('label').cast(pa.int32()))",
             "2.0.0",
         ),
         (
             "    return pa.concat_tables(tables)",
-            "    t = pa.concat_tables(tables)\n    return t.append_column('weight', pa.array([1.0] * t.num_rows))",
+            "    t = pa.concat_tables(tables)\n"
+            "    return t.append_column('weight', pa.array([1.0] * t.num_rows))",
             "1.1.0",
         ),
     ],

@@ -1,0 +1,106 @@
+"""End to end, as a user runs it: the README's main job, Dagster's own CLI, the coralord CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import BIN, REPO, registry_tags
+
+pytestmark = pytest.mark.slow
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORALORD_", "DAGSTER_"))}
+    env.update({"DAGSTER_HOME": str(tmp_path / "dagster_home"), "CORALORD_CACHE": str(tmp_path / "cache")})
+    env.update(extra)
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return env
+
+
+def fresh_checkout(tmp_path: Path) -> Path:
+    dest = tmp_path / "checkout"
+    shutil.copytree(
+        REPO, dest, ignore=shutil.ignore_patterns(".git", ".coralord", "__pycache__", ".venv", "*.egg-info")
+    )
+    return dest
+
+
+def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
+    checkout = fresh_checkout(tmp_path)
+    env = env_for(tmp_path)
+    env.pop("DAGSTER_HOME")  # the main job sets its own under .coralord/
+    first = subprocess.run(
+        [sys.executable, "-m", "definitions.main"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "fashion_mnist: published fashion_mnist v1.0.0" in first.stdout
+    assert "fashion_mnist" in first.stdout.split("NAME")[1] and "v1.0.0" in first.stdout
+    registry = checkout / ".coralord" / "registry"
+    assert registry_tags(registry) == ["fashion_mnist-v1.0.0"]
+
+    second = subprocess.run(
+        [sys.executable, "-m", "definitions.main"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "fashion_mnist: unchanged, still v1.0.0" in second.stdout
+    assert registry_tags(registry) == ["fashion_mnist-v1.0.0"]
+
+    show = subprocess.run(
+        [str(BIN / "coralord"), "show", "fashion_mnist"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert show.returncode == 0 and json.loads(show.stdout)["name"] == "fashion_mnist"
+    listed = subprocess.run(
+        [str(BIN / "coralord"), "list"], cwd=checkout, env=env, capture_output=True, text=True, check=False
+    )
+    assert "fashion_mnist" in listed.stdout and "v1.0.0" in listed.stdout
+
+
+def test_dagster_cli_materializes_the_asset(tmp_path: Path, fmnist_source: Path):
+    env = env_for(
+        tmp_path,
+        CORALORD_REGISTRY=str(tmp_path / "registry"),
+        CORALORD_SOURCE__FASHION_MNIST=str(fmnist_source),
+    )
+    dagster = str(BIN / "dagster")
+    cmd = [dagster, "asset", "materialize", "-m", "definitions", "--select", "fashion_mnist"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert registry_tags(tmp_path / "registry") == ["fashion_mnist-v1.0.0"]
+    assert "published fashion_mnist v1.0.0" in proc.stderr + proc.stdout
+
+
+def test_dagster_loads_the_code_location_from_workspace_yaml(tmp_path: Path):
+    proc = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Validation successful" in proc.stdout + proc.stderr
