@@ -21,7 +21,8 @@ ws = Workspace.open(registry, create=True)
 table = pa.table({"i": np.arange(2000) * len(name), "name": [name] * 2000})
 while not go.exists():
     time.sleep(0.005)
-result = ws.publisher().publish(table, DatasetInfo(name=name, description=name, license="CC0-1.0"), part_rows=256)
+info = DatasetInfo(name=name, description=name, license="CC0-1.0")
+result = ws.publisher().publish(table, info, part_rows=256)
 print(result.tag)
 """
 
@@ -63,7 +64,7 @@ def test_concurrent_publishers_of_one_dataset_each_get_a_version(tmp_path: Path)
     Workspace.open(registry, create=True)
     go = tmp_path / "go"
     script = PUBLISHER.replace("np.arange(2000) * len(name)", "np.arange(2000) * int(sys.argv[4])").replace(
-        "DatasetInfo(name=name", "DatasetInfo(name='shared'"
+        "DatasetInfo(name=name,", "DatasetInfo(name='shared',"
     )
     procs = [
         subprocess.Popen(

@@ -104,3 +104,48 @@ def test_dagster_loads_the_code_location_from_workspace_yaml(tmp_path: Path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_dagster_dev_serves_the_asset_with_its_code_version(tmp_path: Path, fmnist_source: Path):
+    import signal
+    import time
+    import urllib.request
+
+    from coralord_dagster.descriptor import load_descriptor
+
+    from .conftest import FMNIST, free_port
+
+    port = free_port()
+    env = env_for(tmp_path, CORALORD_SOURCE__FASHION_MNIST=str(fmnist_source))
+    proc = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } opVersion description } }"}).encode()
+    try:
+        deadline, nodes = time.time() + 90, None
+        while time.time() < deadline and nodes is None:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=query,
+                    headers={"Content-Type": "application/json"},
+                )
+                data = json.loads(urllib.request.urlopen(request, timeout=5).read())
+                nodes = data["data"]["assetNodes"] or None
+            except (OSError, KeyError, TypeError):
+                time.sleep(0.5)
+        assert nodes, "dagster dev did not serve the code location"
+        [node] = [n for n in nodes if n["assetKey"]["path"] == ["fashion_mnist"]]
+        assert node["opVersion"] == load_descriptor(FMNIST).code_version()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -147,3 +147,13 @@ def test_undeclared_split_values_are_rejected_before_anything_is_written(
     with pytest.raises(PipelineError, match="not declared in 'splits.names'"):
         publish_descriptor(load_descriptor(use_case_copy), ws)
     assert ws.registry.datasets() == [] and not Path(ws.store.url).exists()
+
+
+def test_publish_pushes_version_and_tag_to_the_remote(fmnist, tmp_path: Path, bare_remote: Path):
+    import git
+
+    ws = Workspace.open(tmp_path / "reg", create=True, remote=str(bare_remote))
+    publish_descriptor(fmnist, ws)
+    remote = git.Repo(bare_remote)
+    assert [t.name for t in remote.tags] == ["fashion_mnist-v1.0.0"]
+    assert remote.git.show("fashion_mnist-v1.0.0:datasets/fashion_mnist/manifest.json").startswith("{")
