@@ -133,7 +133,7 @@ def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, crois
                 m.content_id,
                 info.date,
                 m.rows,
-                m.bytes,
+                m.total_bytes,
                 len(m.parts),
                 m.bump,
                 m.code_version,

@@ -69,7 +69,7 @@ def cli(ctx: click.Context, registry: str | None) -> None:
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Datasets and subsets with their latest version."""
     ws = _workspace(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in ws.registry.datasets():
         info = ws.registry.versions(name)[0]
         m = ws.registry.manifest(info)
@@ -80,7 +80,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
                 "version": str(info.version),
                 "tag": info.tag,
                 "rows": m.rows,
-                "bytes": m.bytes,
+                "bytes": m.total_bytes,
                 "content_id": m.content_id,
                 "created": info.date,
                 "parent": f"{parent['name']}@v{parent['version']}" if parent else None,
@@ -113,7 +113,7 @@ def log_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     versions = ws.registry.versions(ref.name)
     if not versions:
         ws.registry.resolve(ref)  # raises "not in the registry" with a hint
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in versions:
         m = ws.registry.manifest(info)
         rows.append(
@@ -123,7 +123,7 @@ def log_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
                 "commit": info.commit,
                 "created": info.date,
                 "rows": m.rows,
-                "bytes": m.bytes,
+                "bytes": m.total_bytes,
                 "content_id": m.content_id,
                 "bump": m.bump,
                 "code_version": m.code_version,

@@ -251,7 +251,7 @@ def build_croissant(
 
     dataset_stats: dict[str, Any] = {
         "rows": manifest.rows,
-        "bytes": manifest.bytes,
+        "bytes": manifest.total_bytes,
         "parts": len(manifest.parts),
     }
     if info.split_column and info.split_column in table.column_names:

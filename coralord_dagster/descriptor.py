@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineError
 from coralord_dagster.naming import validate_name
@@ -97,10 +98,10 @@ class Descriptor(_Model):
     keywords: list[str] = Field(default_factory=list, description="Search keywords.")
     source: SourceSpec = Field(description="Where the raw data comes from.")
     pipeline: str = Field(description="'file.py:function' (relative to the descriptor) or 'module:function'.")
-    environment: Environment = Field(default_factory=Environment, description="Docker environment.")
+    environment: Environment = Field(default=Environment(), description="Docker environment.")
     splits: Splits | None = Field(None, description="Split column and names, if the dataset has splits.")
     columns: dict[str, ColumnInfo] = Field(default_factory=dict, description="Per-column documentation.")
-    storage: StorageOptions = Field(default_factory=StorageOptions, description="Part layout options.")
+    storage: StorageOptions = Field(default=StorageOptions(), description="Part layout options.")
 
     @field_validator("name")
     @classmethod
@@ -186,7 +187,7 @@ class LoadedDescriptor:
         return hashlib.sha256(yaml.safe_dump(meta, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _hint(err: dict[str, Any]) -> str:
+def _hint(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "missing":
         return "add it"

@@ -66,7 +66,7 @@ class Manifest:
         return content_id(self.parts, self.fields)
 
     @property
-    def bytes(self) -> int:
+    def total_bytes(self) -> int:
         return sum(p.bytes for p in self.parts)
 
     @property
@@ -83,7 +83,7 @@ class Manifest:
             "version": self.version,
             "content_id": self.content_id,
             "rows": self.rows,
-            "bytes": self.bytes,
+            "bytes": self.total_bytes,
             "parts": [p.to_json() for p in self.parts],
             "schema": {"fields": self.fields, "arrow": self.arrow_schema},
             "rows_digest": self.rows_digest,

@@ -241,8 +241,10 @@ class Registry:
         prefix = dataset_dir(version.name)
         tree = self.repo.commit(version.tag).tree / prefix
         for item in tree.traverse():
-            rel = item.path[len(prefix) + 1 :]
-            if item.type != "blob" or rel.startswith("subsets/"):
+            if not isinstance(item, git.Blob):
+                continue
+            rel = str(item.path)[len(prefix) + 1 :]
+            if rel.startswith("subsets/"):
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ key and documented from the asset's description and ``coralord/license`` metadat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -68,7 +69,7 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(publish_metadata(result))
 
     @staticmethod
-    def _plain_dataset_info(context: dg.OutputContext, name: str, meta: dict[str, Any]) -> DatasetInfo:
+    def _plain_dataset_info(context: dg.OutputContext, name: str, meta: Mapping[str, Any]) -> DatasetInfo:
         """A dataset written by a plain ``@asset``: documented from the asset itself."""
         description = (
             context.asset_spec.description if context.has_asset_key else None
