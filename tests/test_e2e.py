@@ -31,11 +31,9 @@ def fresh_checkout(tmp_path: Path) -> Path:
     return dest
 
 
-def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
-    checkout = fresh_checkout(tmp_path)
-    env = env_for(tmp_path)
-    env.pop("DAGSTER_HOME")  # the main job sets its own under .coralord/
-    first = subprocess.run(
+def run_main_job(checkout: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """README command 1's job, as the user runs it from the checkout."""
+    proc = subprocess.run(
         [sys.executable, "-m", "definitions.main"],
         cwd=checkout,
         env=env,
@@ -44,22 +42,21 @@ def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
         timeout=300,
         check=False,
     )
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
+    checkout = fresh_checkout(tmp_path)
+    env = env_for(tmp_path)
+    env.pop("DAGSTER_HOME")  # the main job sets its own under .coralord/
+    first = run_main_job(checkout, env)
     assert "fashion_mnist: published fashion_mnist v1.0.0" in first.stdout
     assert "fashion_mnist" in first.stdout.split("NAME")[1] and "v1.0.0" in first.stdout
     registry = checkout / ".coralord" / "registry"
     assert registry_tags(registry) == ["fashion_mnist-v1.0.0"]
 
-    second = subprocess.run(
-        [sys.executable, "-m", "definitions.main"],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
+    second = run_main_job(checkout, env)
     assert "fashion_mnist: unchanged, still v1.0.0" in second.stdout
     assert registry_tags(registry) == ["fashion_mnist-v1.0.0"]
 
