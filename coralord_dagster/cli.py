@@ -151,20 +151,38 @@ def show_cmd(ctx: click.Context, ref: str) -> None:
 
 @cli.command("get")
 @click.argument("ref")
+@click.option("--subset", help="A published subset of the dataset (NAME/SUBSET).")
+@click.option("--columns", help="Comma-separated columns to fetch.")
+@click.option("--where", help="SQL predicate over the columns, e.g. \"label = 2 AND split = 'train'\".")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Output file (default NAME-vX.Y.Z.EXT)."
 )
-@click.option("--columns", help="Comma-separated columns to fetch.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.pass_context
 @handle_errors
-def get_cmd(ctx: click.Context, ref: str, output: str | None, columns: str | None, fmt: str) -> None:
-    """Fetch NAME[@REV] into one file (every part's sha256 is checked)."""
-    ds = open_dataset(ref, workspace=_workspace(ctx))
+def get_cmd(
+    ctx: click.Context,
+    ref: str,
+    subset: str | None,
+    columns: str | None,
+    where: str | None,
+    output: str | None,
+    fmt: str,
+) -> None:
+    """Fetch NAME[@REV] (or a subset, some columns, some rows) into one file.
+
+    Only what is asked for is read from storage; whole parts are checked against their sha256.
+    """
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    ds = open_dataset(ref, subset=subset, columns=cols, where=where, workspace=_workspace(ctx))
     out = Path(output or f"{ds.name.replace('/', '-')}-v{ds.version}.{fmt}")
-    ds.write(out, fmt=fmt, columns=cols)
-    click.echo(f"{ds.name} v{ds.version} -> {out}", err=True)
+    ds.write(out, fmt=fmt)
+    r = ds.last_read
+    click.echo(
+        f"{ds.name} v{ds.version} -> {out}: {r.bytes_from_storage} bytes read from storage, "
+        f"{r.parts_from_cache}/{r.parts_read} part(s) from cache",
+        err=True,
+    )
 
 
 @cli.command("verify")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,17 +21,28 @@ from coralord_dagster.croissant import part_link_name
 from coralord_dagster.errors import IntegrityError
 from coralord_dagster.manifest import Manifest
 from coralord_dagster.naming import Ref
+from coralord_dagster.reader import ReadStats, read_parts, validate_query
 from coralord_dagster.registry import VersionInfo, dataset_dir
 from coralord_dagster.workspace import Workspace
 
 
 @dataclass
 class DatasetVersion:
-    """One published version of a dataset."""
+    """One published version of a dataset, optionally narrowed to some columns and rows.
+
+    Nothing is read until :meth:`to_arrow`, :meth:`to_pandas` or :meth:`relation` is called; then only
+    the requested columns and the row groups that can match ``where`` are transferred.
+    """
 
     workspace: Workspace
     info: VersionInfo
     manifest: Manifest
+    columns: list[str] | None = None
+    where: str | None = None
+    last_read: ReadStats = field(default_factory=ReadStats)
+
+    def __post_init__(self) -> None:
+        validate_query(self.manifest.schema, self.columns, self.where, f"{self.name} v{self.version}")
 
     @property
     def name(self) -> str:
@@ -45,6 +57,10 @@ class DatasetVersion:
         return self.info.tag
 
     @property
+    def partial(self) -> bool:
+        return bool(self.columns or self.where)
+
+    @property
     def croissant(self) -> dict[str, Any]:
         """The version's Croissant JSON-LD, as published."""
         return json.loads(self.croissant_text)
@@ -55,28 +71,37 @@ class DatasetVersion:
             self.tag, f"{dataset_dir(self.name)}/croissant.json"
         ).decode()
 
-    def to_arrow(self, columns: list[str] | None = None, *, verify: bool = False) -> pa.Table:
-        """The version's rows, with the schema it was published with (pandas metadata included)."""
-        if columns:
-            known = [f["name"] for f in self.manifest.fields]
-            unknown = [c for c in columns if c not in known]
-            if unknown:
-                from coralord_dagster.errors import CoralordError
+    def to_arrow(self, *, verify: bool = False) -> pa.Table:
+        """The rows (and columns) asked for, with the schema they were published with.
 
-                raise CoralordError(
-                    f"{self.name} v{self.version} has no column(s) {unknown}; columns: {known}"
-                )
-        table = self.workspace.store.read_table(self.manifest.parts, columns, verify=verify)
-        schema = self.manifest.schema
-        if columns:
-            schema = pa.schema([schema.field(c) for c in columns], metadata=None)
-        if not table.schema.equals(schema, check_metadata=False):
-            table = table.cast(schema)
-        # Parts carry no schema metadata; the manifest's restores pandas' index and dtypes.
-        return table.replace_schema_metadata(schema.metadata)
+        ``verify`` checks the sha256 of every whole part read (a partial read of a remote part cannot).
+        """
+        ws = self.workspace
+        if verify and not self.partial and ws.store.is_local:
+            table = ws.store.read_table(self.manifest.parts, verify=True)
+            schema = self.manifest.schema
+            if not table.schema.equals(schema, check_metadata=False):
+                table = table.cast(schema)
+            self.last_read = ReadStats(parts_read=len(self.manifest.parts))
+            return table.replace_schema_metadata(schema.metadata)
+        table, self.last_read = read_parts(
+            ws.store,
+            self.manifest.parts,
+            self.manifest.schema,
+            columns=self.columns,
+            where=self.where,
+            cache=None if ws.store.is_local else ws.cache,
+            verify=verify,
+            what=f"{self.name} v{self.version}",
+        )
+        return table
 
-    def to_pandas(self, columns: list[str] | None = None, *, verify: bool = False) -> pd.DataFrame:
-        return self.to_arrow(columns, verify=verify).to_pandas()
+    def to_pandas(self, *, verify: bool = False) -> pd.DataFrame:
+        return self.to_arrow(verify=verify).to_pandas()
+
+    def relation(self, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
+        """The rows as a DuckDB relation (on ``con``, or a new in-memory connection)."""
+        return (con or duckdb.connect()).from_arrow(self.to_arrow())
 
     def verify(self, *, fast: bool = False) -> list[str]:
         """Problems found in the stored parts (empty when the version is intact)."""
@@ -112,10 +137,10 @@ class DatasetVersion:
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return path
 
-    def write(self, path: Path | str, *, fmt: str = "parquet", columns: list[str] | None = None) -> Path:
-        """Write the version (or some columns) to one Parquet or CSV file, atomically."""
+    def write(self, path: Path | str, *, fmt: str = "parquet") -> Path:
+        """Write the rows asked for to one Parquet or CSV file, atomically."""
         path = Path(path)
-        table = self.to_arrow(columns, verify=True)
+        table = self.to_arrow(verify=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         if fmt == "parquet":
@@ -132,14 +157,23 @@ def open_dataset(
     name: str,
     version: str = "latest",
     *,
+    subset: str | None = None,
+    columns: list[str] | None = None,
+    where: str | None = None,
     registry: str | Path | None = None,
     workspace: Workspace | None = None,
 ) -> DatasetVersion:
-    """Open ``name`` at ``version`` (``latest``, ``v1.2.0`` or a content-id prefix)."""
+    """Open ``name`` (or its ``subset``) at ``version``: ``latest``, ``v1.2.0`` or a content-id prefix.
+
+    ``columns`` and ``where`` (a SQL predicate) narrow what is read; they are checked against the
+    version's schema right away, before anything is fetched.
+    """
     ws = workspace or Workspace.open(registry)
-    ref = Ref.parse(f"{name}@{version}") if "@" not in name else Ref.parse(name)
+    ref = Ref.parse(name) if "@" in name else Ref.parse(f"{name}@{version}")
+    if subset:
+        ref = Ref.parse(f"{ref.name}/{subset}@{ref.rev}")
     info = ws.registry.resolve(ref)
-    return DatasetVersion(ws, info, ws.registry.manifest(info))
+    return DatasetVersion(ws, info, ws.registry.manifest(info), list(columns) if columns else None, where)
 
 
 def check_integrity(ds: DatasetVersion) -> None:

@@ -25,7 +25,8 @@ from typing import Any
 from coralord_dagster.catalog import Catalog
 from coralord_dagster.errors import ConfigError
 from coralord_dagster.publish import Publisher
-from coralord_dagster.registry import Registry, is_git_url
+from coralord_dagster.reader import PartCache
+from coralord_dagster.registry import Registry, default_cache_dir, is_git_url
 from coralord_dagster.store import PartStore
 
 DEFAULT_REGISTRY = ".coralord/registry"
@@ -58,6 +59,7 @@ class Workspace:
     registry: Registry
     store: PartStore
     catalog: Catalog
+    cache: PartCache
 
     @classmethod
     def open(
@@ -82,7 +84,7 @@ class Workspace:
         cat = Path(
             catalog or os.environ.get("CORALORD_CATALOG") or reg.path / ".git" / "coralord" / "catalog.duckdb"
         )
-        return cls(reg, store, Catalog(cat))
+        return cls(reg, store, Catalog(cat), PartCache(default_cache_dir()))
 
     def publisher(self) -> Publisher:
         return Publisher(self.registry, self.store, self.catalog)
