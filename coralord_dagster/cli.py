@@ -178,11 +178,13 @@ def get_cmd(
     out = Path(output or f"{ds.name.replace('/', '-')}-v{ds.version}.{fmt}")
     ds.write(out, fmt=fmt)
     r = ds.last_read
-    click.echo(
-        f"{ds.name} v{ds.version} -> {out}: {r.bytes_from_storage} bytes read from storage, "
-        f"{r.parts_from_cache}/{r.parts_read} part(s) from cache",
-        err=True,
+    source = (
+        "local storage"
+        if ds.workspace.store.is_local
+        else f"{r.bytes_from_storage} bytes read from storage, "
+        f"{r.parts_from_cache}/{r.parts_read} part(s) from cache"
     )
+    click.echo(f"{ds.name} v{ds.version} -> {out} ({source})", err=True)
 
 
 @cli.command("verify")

@@ -71,7 +71,7 @@ CONTEXT: dict[str, Any] = {
 }
 # Our extension payloads are plain data, not graph nodes: as JSON literals they round-trip exactly
 # (and an object of empty lists cannot turn into a self-referencing blank node in mlcroissant).
-for _term in ("statistics", "changes", "environment", "files", "fingerprint"):
+for _term in ("statistics", "changes", "environment", "files", "fingerprint", "subset"):
     CONTEXT[f"coralord:{_term}"] = {"@id": f"coralord:{_term}", "@type": "@json"}
 
 
@@ -307,6 +307,7 @@ def _derivation(d: dict[str, Any]) -> dict[str, Any]:
             "name": f"{d['name']} v{d['version']}",
             "coralord:contentId": d["content_id"],
             "coralord:relation": d.get("relation", "parent"),
+            **({"coralord:subset": d["subset"]} if d.get("subset") else {}),
         }
     out = {"url": d["uri"], "name": d["uri"], "coralord:sourceKind": d.get("kind")}
     if d.get("files"):

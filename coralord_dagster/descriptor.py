@@ -14,20 +14,24 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineError
 from coralord_dagster.naming import validate_name
 
 DESCRIPTOR_FILE = "descriptor.yaml"
+SUBSETS_DIR = "subsets"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=_Model)
 
 
 class HuggingFaceSource(_Model):
@@ -87,6 +91,44 @@ class StorageOptions(_Model):
     )
 
 
+class Sample(_Model):
+    """A deterministic sample: a fraction or a number of rows, optionally per value of a column."""
+
+    fraction: float | None = Field(None, gt=0, le=1, description="Share of rows to keep, e.g. 0.1.")
+    n: int | None = Field(None, ge=1, description="Number of rows to keep.")
+    per: str | None = Field(None, description="Sample within each value of this column (stratified).")
+    seed: int = Field(0, description="Seed: the same seed keeps the same rows.")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Sample:
+        if (self.fraction is None) == (self.n is None):
+            raise ValueError("give exactly one of 'fraction' or 'n'")
+        return self
+
+
+class SubsetSpec(_Model):
+    """A named, versioned subset of a dataset: rows, columns, a split, a sample, an order."""
+
+    name: str = Field(description="Subset name: [a-z][a-z0-9_]{0,63}; published as '<dataset>/<name>'.")
+    description: str | None = Field(None, description="What the subset is, for people.")
+    where: str | None = Field(None, description="SQL predicate over the dataset's columns, e.g. 'label = 2'.")
+    columns: list[str] | None = Field(None, min_length=1, description="Columns to keep (default all).")
+    split: str | None = Field(None, description="Keep only this split (needs the dataset's 'splits').")
+    sample: Sample | None = Field(None, description="Keep a deterministic sample of the rows.")
+    order_by: list[str] | None = Field(None, description="Columns to sort by (default: the dataset's order).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            validate_name(v, what="subset name")
+        except InvalidNameError as e:
+            raise ValueError(str(e)) from None
+        if "/" in v:
+            raise ValueError("a subset name is one segment, without '/'")
+        return v
+
+
 class Descriptor(_Model):
     """A software-defined dataset."""
 
@@ -102,6 +144,7 @@ class Descriptor(_Model):
     splits: Splits | None = Field(None, description="Split column and names, if the dataset has splits.")
     columns: dict[str, ColumnInfo] = Field(default_factory=dict, description="Per-column documentation.")
     storage: StorageOptions = Field(default=StorageOptions(), description="Part layout options.")
+    subsets: list[SubsetSpec] = Field(default_factory=list, description="Subsets (more in subsets/*.yaml).")
 
     @field_validator("name")
     @classmethod
@@ -198,9 +241,8 @@ def _hint(err: ErrorDetails) -> str:
     return "fix its value"
 
 
-def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:
-    """Validate descriptor ``text`` read from ``path``; raise :class:`DescriptorError` naming the field."""
-    path = Path(path)
+def _parse(text: str, path: Path, model: type[M]) -> M:
+    """Validate YAML ``text`` read from ``path`` as ``model``; errors name the file and the field."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -211,7 +253,7 @@ def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:
     if not isinstance(data, dict):
         raise DescriptorError(f"{path}: expected a mapping of fields (name, description, ...), got {data!r}")
     try:
-        spec = Descriptor.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -219,7 +261,12 @@ def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"field '{loc}': {msg} ({_hint(err)})")
         raise DescriptorError(f"{path}: " + "; ".join(problems)) from None
-    return LoadedDescriptor(spec, path.resolve(), text)
+
+
+def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:
+    """Validate descriptor ``text`` read from ``path``; raise :class:`DescriptorError` naming the field."""
+    path = Path(path)
+    return LoadedDescriptor(_parse(text, path, Descriptor), path.resolve(), text)
 
 
 def load_descriptor(path: Path | str) -> LoadedDescriptor:
@@ -232,6 +279,59 @@ def load_descriptor(path: Path | str) -> LoadedDescriptor:
     except OSError as e:
         raise DescriptorError(f"{path}: cannot read descriptor ({e.strerror or e})") from None
     return parse_descriptor(text, path)
+
+
+class LoadedSubset:
+    """A validated subset definition and the text it was read from."""
+
+    def __init__(self, dataset: str, spec: SubsetSpec, path: Path, text: str) -> None:
+        self.dataset = dataset
+        self.spec = spec
+        self.path = path
+        self.text = text
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.dataset}/{self.spec.name}"
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+
+def load_subsets(desc: LoadedDescriptor) -> list[LoadedSubset]:
+    """The descriptor's inline subsets plus ``subsets/*.yaml`` beside it, read from disk now.
+
+    A subset file's name defaults to its file name (``subsets/pullover.yaml`` → ``pullover``).
+    """
+    found = [
+        LoadedSubset(desc.name, s, desc.path, yaml.safe_dump(s.model_dump(mode="json", exclude_none=True)))
+        for s in desc.spec.subsets
+    ]
+    for path in sorted((desc.folder / SUBSETS_DIR).glob("*.y*ml")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise DescriptorError(f"{path}: cannot read subset ({e.strerror or e})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None  # _parse reports it with the line
+        if isinstance(data, dict) and "name" not in data:
+            text = f"name: {path.stem}\n{text}"
+        spec = _parse(text, path, SubsetSpec)
+        if spec.name != path.stem:
+            raise DescriptorError(
+                f"{path}: field 'name': {spec.name!r} differs from the file name (rename one)"
+            )
+        found.append(LoadedSubset(desc.name, spec, path.resolve(), text))
+    seen: dict[str, Path] = {}
+    for sub in found:
+        if sub.spec.name in seen:
+            raise DescriptorError(
+                f"{sub.path}: subset {sub.spec.name!r} is already declared in {seen[sub.spec.name]}"
+            )
+        seen[sub.spec.name] = sub.path
+    return found
 
 
 def discover_descriptors(root: Path | str) -> list[LoadedDescriptor]:

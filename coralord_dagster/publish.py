@@ -43,6 +43,20 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Versioned:
+    """Data plus what to publish it as: return it from an asset to control name, docs and lineage.
+
+    The IO manager publishes ``data`` as ``info.name`` with ``provenance``; plain DataFrames and Arrow
+    tables are published under the asset's own name instead.
+    """
+
+    data: Any
+    info: cr.DatasetInfo
+    provenance: Provenance
+    part_rows: int | None = None
+
+
+@dataclass(frozen=True)
 class PublishResult:
     name: str
     version: SemVer

@@ -55,16 +55,16 @@ def validate_query(schema: pa.Schema, columns: Sequence[str] | None, where: str 
     con = duckdb.connect()
     try:
         # Exactly one SELECT statement, parsed without running: no second statement can ride along.
-        row = con.execute("SELECT json_serialize_sql(?)", [f"SELECT * FROM t WHERE ({where})"]).fetchone()
-        parsed: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
+        rows = con.execute("SELECT json_serialize_sql(?)", [f"SELECT * FROM t WHERE ({where})"]).fetchall()
+        parsed: dict[str, Any] = json.loads(rows[0][0]) if rows else {"error": True}
         if parsed.get("error") or len(parsed.get("statements", [])) != 1:
             problem = parsed.get("error_message", "not one expression")
-            raise QueryError(f"invalid --where {where!r}: {problem}")
+            raise QueryError(f"invalid predicate {where!r} for {what}: {problem}")
         con.register("t", schema.empty_table())
         con.execute(f"SELECT * FROM t WHERE ({where}) LIMIT 0")
     except duckdb.Error as e:
         message = str(e).splitlines()[0]
-        raise QueryError(f"invalid --where {where!r} for {what}: {message}") from None
+        raise QueryError(f"invalid predicate {where!r} for {what}: {message}") from None
     finally:
         con.close()
 

@@ -12,6 +12,10 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 HOME = Path(".coralord")
 
@@ -35,6 +39,18 @@ def prepare_fixtures(use_cases: Path, dest: Path) -> dict[str, str]:
     return overrides
 
 
+def report(result: dg.ExecuteInProcessResult) -> bool:
+    """Print one line per materialization (its coralord status) and whether the run succeeded."""
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            status = mat.metadata.get("coralord/status")
+            dataset = mat.metadata.get("coralord/dataset")
+            name = dataset.value if dataset else mat.asset_key.to_user_string()
+            print(f"{name}: {status.value if status else 'materialized'}")
+    return result.success
+
+
 def main() -> int:
     os.environ.setdefault("DAGSTER_HOME", str((HOME / "dagster").resolve()))
     home = Path(os.environ["DAGSTER_HOME"])
@@ -48,22 +64,30 @@ def main() -> int:
 
     for var, path in prepare_fixtures(USE_CASES, HOME / "fixtures").items():
         print(f"offline source: {var}={path}")
+    from coralord_dagster.descriptor import discover_descriptors, load_subsets
+    from coralord_dagster.orchestration.factory import DATASETS_JOB
+    from coralord_dagster.orchestration.subsets import partitions_name, subsets_job_name
     from definitions import defs
 
-    job = defs.resolve_implicit_global_asset_job_def()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        for event in result.all_events:
-            if event.event_type_value == "ASSET_MATERIALIZATION":
-                mat = event.event_specific_data.materialization
-                status = mat.metadata.get("coralord/status")
-                print(f"{mat.asset_key.to_user_string()}: {status.value if status else 'materialized'}")
-        if not result.success:
-            print("the run failed; see the errors above", file=sys.stderr)
+
+        def run(job_name: str, partition_key: str | None = None) -> bool:
+            job = defs.resolve_job_def(job_name)
+            return report(
+                job.execute_in_process(
+                    instance=instance, partition_key=partition_key, raise_on_error=False, run_config=quiet
+                )
+            )
+
+        results = [run(DATASETS_JOB)]
+        for desc in discover_descriptors(USE_CASES):
+            names = [s.spec.name for s in load_subsets(desc)]
+            instance.add_dynamic_partitions(partitions_name(desc.name), names)
+            results += [run(subsets_job_name(desc.name), name) for name in names]
+        ok = all(results)
+        if not ok:
+            print("a run failed; see the errors above", file=sys.stderr)
             return 1
     print()
     try:

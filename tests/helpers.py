@@ -24,3 +24,11 @@ def edit_pipeline(use_case: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, old
     path.write_text(text.replace(old, new))
+
+
+def asset_of(defs: Any, name: str) -> Any:
+    """The unbound asset definition for ``name`` (to materialize with a test's own resources)."""
+    import dagster as dg
+
+    key = dg.AssetKey(name.split("/"))
+    return next(a for a in defs.assets if a.key == key)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, REPO, registry_tags
+from .conftest import BIN, FMNIST, REPO, registry_tags
 
 pytestmark = pytest.mark.slow
 
@@ -54,11 +55,17 @@ def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
     assert "fashion_mnist: published fashion_mnist v1.0.0" in first.stdout
     assert "fashion_mnist" in first.stdout.split("NAME")[1] and "v1.0.0" in first.stdout
     registry = checkout / ".coralord" / "registry"
-    assert registry_tags(registry) == ["fashion_mnist-v1.0.0"]
+    subsets = sorted(p.stem for p in (FMNIST / "subsets").glob("*.yaml"))
+    expected = sorted(["fashion_mnist-v1.0.0", *(f"fashion_mnist/{s}-v1.0.0" for s in subsets)])
+    assert {"pullover", "sneaker", "train", "test", "balanced_10pct"} <= set(subsets)
+    assert registry_tags(registry) == expected
+    for s in subsets:  # the list shows each subset with its parent version
+        assert re.search(rf"fashion_mnist/{s} +v1\.0\.0 .* fashion_mnist@v1\.0\.0", first.stdout), s
 
     second = run_main_job(checkout, env)
     assert "fashion_mnist: unchanged, still v1.0.0" in second.stdout
-    assert registry_tags(registry) == ["fashion_mnist-v1.0.0"]
+    assert "fashion_mnist/pullover: unchanged, still v1.0.0" in second.stdout
+    assert registry_tags(registry) == expected
 
     show = subprocess.run(
         [str(BIN / "coralord"), "show", "fashion_mnist"],

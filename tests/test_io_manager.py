@@ -9,6 +9,8 @@ from coralord_dagster.errors import IntegrityError
 from coralord_dagster.orchestration import CoralordIOManager, CoralordResource, build_definitions
 from coralord_dagster.use_case import run_pipeline
 
+from .helpers import asset_of
+
 
 @pytest.fixture
 def resource(tmp_path: Path) -> CoralordResource:
@@ -26,7 +28,7 @@ def materialization(result: dg.ExecuteInProcessResult, key: str) -> dg.AssetMate
 
 def test_materialize_publishes_with_metadata_and_is_idempotent(fmnist, use_case_copy, resource):
     defs = build_definitions(use_case_copy.parent, resource=resource)
-    assets = defs.assets
+    assets = [asset_of(defs, "fashion_mnist")]
     checks = defs.asset_checks
     with dg.instance_for_test() as instance:
         result = dg.materialize([*assets, *checks], resources=resources(resource), instance=instance)
@@ -53,7 +55,7 @@ def test_materialize_publishes_with_metadata_and_is_idempotent(fmnist, use_case_
 def test_code_version_is_descriptor_plus_pipeline(fmnist, use_case_copy, resource):
     def code_version() -> str:
         defs = build_definitions(use_case_copy.parent, resource=resource)
-        return defs.resolve_assets_def("fashion_mnist").code_versions_by_key[dg.AssetKey("fashion_mnist")]
+        return asset_of(defs, "fashion_mnist").code_versions_by_key[dg.AssetKey("fashion_mnist")]
 
     before = code_version()
     (use_case_copy / "pipeline.py").write_text((use_case_copy / "pipeline.py").read_text() + "\n# changed\n")
@@ -66,12 +68,12 @@ def test_downstream_assets_load_latest_or_pinned_versions(
     from use_cases.huggingface_fmnist.fixture import make_fixture
 
     defs = build_definitions(use_case_copy.parent, resource=resource)
-    dg.materialize(defs.assets, resources=resources(resource))
+    dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources(resource))
     v1 = run_pipeline(fmnist)
     monkeypatch.setenv(
         "CORALORD_SOURCE__FASHION_MNIST", str(make_fixture(tmp_path / "v2", {"train": 50, "test": 10}))
     )
-    dg.materialize(defs.assets, resources=resources(resource))
+    dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources(resource))
 
     seen: dict[str, object] = {}
 
@@ -86,7 +88,7 @@ def test_downstream_assets_load_latest_or_pinned_versions(
         seen["pinned"] = fashion_mnist
 
     result = dg.materialize(
-        [*defs.assets, latest_frame, pinned_table],
+        [asset_of(defs, "fashion_mnist"), latest_frame, pinned_table],
         selection=["latest_frame", "pinned_table"],
         resources={**resources(resource), "mem": dg.InMemoryIOManager()},
     )
@@ -98,7 +100,7 @@ def test_downstream_assets_load_latest_or_pinned_versions(
 
 def test_corrupt_parts_fail_the_load_instead_of_returning_bad_data(fmnist, use_case_copy, resource):
     defs = build_definitions(use_case_copy.parent, resource=resource)
-    dg.materialize(defs.assets, resources=resources(resource))
+    dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources(resource))
     ws = resource.workspace()
     part = ws.registry.manifest(ws.registry.latest("fashion_mnist")).parts[0]
     path = Path(ws.store.part_path(part.sha256))
@@ -111,7 +113,11 @@ def test_corrupt_parts_fail_the_load_instead_of_returning_bad_data(fmnist, use_c
         raise AssertionError("must not run on corrupt data")
 
     with pytest.raises(IntegrityError, match=f"part {part.sha256} .* is corrupt"):
-        dg.materialize([*defs.assets, consumer], selection=["consumer"], resources=resources(resource))
+        dg.materialize(
+            [asset_of(defs, "fashion_mnist"), consumer],
+            selection=["consumer"],
+            resources=resources(resource),
+        )
 
 
 def test_plain_assets_can_use_the_io_manager(resource):

@@ -9,12 +9,18 @@ import dagster as dg
 from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors
 from coralord_dagster.naming import asset_key_path
-from coralord_dagster.orchestration.io_manager import CoralordIOManager
+from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
 from coralord_dagster.orchestration.resource import CoralordResource
+from coralord_dagster.orchestration.subsets import (
+    subsets_asset,
+    subsets_job_name,
+    subsets_key,
+    subsets_sensor,
+)
 from coralord_dagster.sources import resolve_source
 from coralord_dagster.use_case import run_pipeline
 
-IO_MANAGER_KEY = "coralord_io_manager"
+DATASETS_JOB = "coralord_datasets_job"
 
 
 def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
@@ -71,14 +77,32 @@ def build_definitions(
     *,
     resource: CoralordResource | None = None,
 ) -> dg.Definitions:
-    """Definitions with one asset (+ checks) per descriptor and the coralord resources.
+    """Definitions for a folder of use cases (``<use_case>/descriptor.yaml``) or loaded descriptors.
 
-    ``use_cases`` is a folder holding ``<use_case>/descriptor.yaml`` files, or loaded descriptors.
+    Per dataset: its asset and ``parts_intact`` check, its subsets asset and ``<name>_subsets_job``;
+    for all: ``coralord_datasets_job``, the subset sensor and a declarative-automation sensor (both
+    running by default, so a deployment keeps its datasets and subsets up to date on its own).
     """
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
+    dataset_keys = [dg.AssetKey(asset_key_path(d.name)) for d in descriptors]
+    jobs = [dg.define_asset_job(DATASETS_JOB, selection=dg.AssetSelection.assets(*dataset_keys))]
+    jobs += [
+        dg.define_asset_job(subsets_job_name(d.name), selection=dg.AssetSelection.assets(subsets_key(d.name)))
+        for d in descriptors
+    ]
     return dg.Definitions(
-        assets=[dataset_asset(d) for d in descriptors],
+        assets=[dataset_asset(d) for d in descriptors] + [subsets_asset(d) for d in descriptors],
         asset_checks=[dataset_checks(d) for d in descriptors],
+        jobs=jobs,
+        sensors=[
+            subsets_sensor(descriptors),
+            dg.AutomationConditionSensorDefinition(
+                "coralord_automation",
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=15,
+            ),
+        ],
         resources={"coralord": resource, IO_MANAGER_KEY: CoralordIOManager(coralord=resource)},
     )

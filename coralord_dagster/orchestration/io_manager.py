@@ -25,10 +25,13 @@ from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import load_descriptor
 from coralord_dagster.orchestration.metadata import publish_metadata
 from coralord_dagster.orchestration.resource import CoralordResource
-from coralord_dagster.publish import Provenance
+from coralord_dagster.publish import Provenance, PublishResult, Versioned
 from coralord_dagster.use_case import dataset_info, provenance
 
 PIN_KEY = "coralord/version"
+IO_MANAGER_KEY = "coralord_io_manager"
+#: Asset metadata marking a subsets asset: its partitions are the subsets of this dataset.
+SUBSETS_OF = "coralord/subsets_of"
 
 
 class CoralordIOManager(dg.ConfigurableIOManager):
@@ -46,6 +49,14 @@ class CoralordIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
+        if isinstance(obj, Versioned):
+            result = (
+                self.coralord.workspace()
+                .publisher()
+                .publish(obj.data, obj.info, obj.provenance, part_rows=obj.part_rows)
+            )
+            self._report(context, obj.info.name, result)
+            return
         name = "/".join(context.asset_key.path)
         meta = context.definition_metadata or {}
         descriptor = meta.get("coralord/descriptor")
@@ -60,6 +71,10 @@ class CoralordIOManager(dg.ConfigurableIOManager):
             prov = Provenance(code_version=code_version, run_id=context.run_id)
             part_rows = None
         result = self.coralord.workspace().publisher().publish(obj, info, prov, part_rows=part_rows)
+        self._report(context, name, result)
+
+    @staticmethod
+    def _report(context: dg.OutputContext, name: str, result: PublishResult) -> None:
         context.log.info(
             f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
             f"{result.stats.parts_reused} reused)"
@@ -82,6 +97,9 @@ class CoralordIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         name = "/".join(context.asset_key.path)
+        subsets_of = (upstream.definition_metadata or {}).get(SUBSETS_OF) if upstream is not None else None
+        if subsets_of is not None:
+            name = f"{getattr(subsets_of, 'value', subsets_of)}/{context.asset_partition_key}"
         pin = (context.definition_metadata or {}).get(PIN_KEY)
         if pin is None and upstream is not None:
             pin = (upstream.definition_metadata or {}).get(PIN_KEY)

@@ -28,6 +28,7 @@ def publish_metadata(result: PublishResult) -> dict[str, Any]:
     m = result.manifest
     return {
         "coralord/status": result.summary,
+        "coralord/dataset": result.name,
         "coralord/version": f"v{result.version}",
         "coralord/tag": result.tag,
         "coralord/content_id": m.content_id,

@@ -1,0 +1,139 @@
+"""Subsets in Dagster: one dynamically partitioned asset per dataset, one partition per subset.
+
+Subset definitions are read from disk when a run starts, and a sensor (running by default) registers
+new ``subsets/*.yaml`` files as partitions and requests their first version, so a running deployment
+picks up a new subset without a restart or a code change. A removed file's partition is dropped: its
+updates stop, its published versions stay in the registry. The asset is eager: when the parent
+dataset publishes, every subset follows.
+
+(Dagster cannot add assets to a running code location, hence partitions: the asset key is
+``[dataset, "subsets"]`` and each partition publishes the dataset ``<dataset>/<subset>``.)
+"""
+
+import json
+
+import dagster as dg
+
+from coralord_dagster.client import open_dataset
+from coralord_dagster.descriptor import LoadedDescriptor, load_subsets
+from coralord_dagster.errors import CoralordError, DescriptorError, NotFoundError
+from coralord_dagster.naming import asset_key_path
+from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, SUBSETS_OF
+from coralord_dagster.orchestration.resource import CoralordResource
+from coralord_dagster.publish import Versioned
+from coralord_dagster.subsets import build_subset, subset_provenance
+
+
+def partitions_name(dataset: str) -> str:
+    return f"{dataset}_subsets"
+
+
+def subsets_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey([*asset_key_path(dataset), "subsets"])
+
+
+def subsets_job_name(dataset: str) -> str:
+    return f"{dataset}_subsets_job"
+
+
+def subsets_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
+    """The subsets asset of a dataset: partition ``s`` publishes ``<dataset>/s``."""
+
+    @dg.asset(
+        key=subsets_key(desc.name),
+        deps=[dg.AssetKey(asset_key_path(desc.name))],
+        partitions_def=dg.DynamicPartitionsDefinition(name=partitions_name(desc.name)),
+        io_manager_key=IO_MANAGER_KEY,
+        group_name=desc.folder.name,
+        kinds={"parquet", "duckdb"},
+        description=(
+            f"Subsets of {desc.name}: one partition per subset definition (in {desc.folder.name}/subsets/ "
+            f"or the descriptor), each published as {desc.name}/<subset>."
+        ),
+        metadata={
+            SUBSETS_OF: desc.name,
+            "coralord/subsets_dir": dg.MetadataValue.path(str(desc.folder / "subsets")),
+        },
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def _subsets(context: dg.AssetExecutionContext, coralord: CoralordResource) -> Versioned:
+        name = context.partition_key
+        subsets = {s.spec.name: s for s in load_subsets(desc)}  # read now: new files need no restart
+        if name not in subsets:
+            raise DescriptorError(
+                f"subset {name!r} of {desc.name} has no definition any more (in {desc.folder / 'subsets'} "
+                "or the descriptor); its published versions stay in the registry"
+            )
+        sub = subsets[name]
+        table, info, parent = build_subset(desc, sub, coralord.workspace())
+        context.log.info(f"{sub.full_name}: {table.num_rows} rows from {parent.name} v{parent.version}")
+        return Versioned(table, info, subset_provenance(sub, parent, context.run_id))
+
+    return _subsets
+
+
+def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
+    """Registers new subset files as partitions and requests a version for new or edited ones."""
+
+    @dg.sensor(
+        name="coralord_subsets",
+        asset_selection=[subsets_key(d.name) for d in descriptors],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=10,
+        description="Picks up subset definitions added, edited or removed in a running deployment.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, coralord: CoralordResource) -> dg.SensorResult:
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        state = dict(seen)
+        runs: list[dg.RunRequest] = []
+        partition_requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+        notes: list[str] = []
+        for desc in descriptors:
+            try:
+                current = {s.spec.name: s for s in load_subsets(desc)}
+            except DescriptorError as e:  # one bad file must not stop the others
+                notes.append(str(e))
+                continue
+            pname = partitions_name(desc.name)
+            existing = set(context.instance.get_dynamic_partitions(pname))
+            added, removed = sorted(set(current) - existing), sorted(existing - set(current))
+            if added:
+                partition_requests.append(dg.AddDynamicPartitionsRequest(pname, added))
+            if removed:
+                partition_requests.append(dg.DeleteDynamicPartitionsRequest(pname, removed))
+                for name in removed:
+                    state.pop(f"{desc.name}/{name}", None)
+            changed = [s for s in current.values() if seen.get(s.full_name) != s.digest()]
+            if changed and not _published(coralord, desc.name):
+                notes.append(f"{desc.name} has no published version yet; its subsets wait for it")
+                continue
+            for sub in changed:
+                state[sub.full_name] = sub.digest()
+                runs.append(
+                    dg.RunRequest(
+                        run_key=f"{sub.full_name}@{sub.digest()}",
+                        asset_selection=[subsets_key(desc.name)],
+                        partition_key=sub.spec.name,
+                    )
+                )
+        skip = (
+            None if runs or partition_requests else "; ".join(notes) or "no new or changed subset definitions"
+        )
+        return dg.SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=partition_requests,
+            cursor=json.dumps(state, sort_keys=True),
+            skip_reason=skip,
+        )
+
+    return _sensor
+
+
+def _published(coralord: CoralordResource, name: str) -> bool:
+    try:
+        open_dataset(name, workspace=coralord.workspace())
+        return True
+    except NotFoundError:
+        return False
+    except CoralordError:
+        return False

@@ -1,0 +1,170 @@
+"""Subsets: computed with DuckDB over the parent version's parts, published as datasets of their own.
+
+A subset reads only the columns it needs and lets its predicate (and split) prune row groups in the
+parent's parts, so the parent is never loaded whole. Sampling is deterministic: rows are ranked by a
+hash of their content and the seed, so a row's fate does not depend on its position, and the result
+keeps the parent's row order unless ``order_by`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from coralord_dagster.client import DatasetVersion, open_dataset
+from coralord_dagster.croissant import DatasetInfo
+from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec
+from coralord_dagster.errors import DescriptorError
+from coralord_dagster.publish import Provenance, PublishResult
+from coralord_dagster.reader import QueryError, quote_ident, read_parts
+from coralord_dagster.use_case import dataset_info
+from coralord_dagster.workspace import Workspace
+
+INDEX = "__coralord_row"
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def subset_predicate(spec: SubsetSpec, split_column: str | None) -> str | None:
+    """The row filter of a subset: its ``where`` and its ``split``, combined."""
+    clauses = []
+    if spec.where:
+        clauses.append(f"({spec.where})")
+    if spec.split:
+        if not split_column:
+            raise DescriptorError(f"subset {spec.name!r}: field 'split': the dataset declares no splits")
+        clauses.append(f"{quote_ident(split_column)} = {_sql_str(spec.split)}")
+    return " AND ".join(clauses) or None
+
+
+def compute_subset(parent: DatasetVersion, spec: SubsetSpec, split_column: str | None = None) -> pa.Table:
+    """The subset's rows, read from ``parent``'s parts with the predicate pushed down."""
+    schema = parent.manifest.schema
+    what = f"subset {parent.name}/{spec.name}"
+    needed: list[str] | None = None
+    if spec.columns:
+        extra = [c for c in [*(spec.order_by or []), spec.sample.per if spec.sample else None] if c]
+        needed = list(dict.fromkeys([*spec.columns, *extra]))
+    for col in [*(spec.order_by or []), *([spec.sample.per] if spec.sample and spec.sample.per else [])]:
+        if col not in schema.names:
+            raise QueryError(f"{what}: unknown column {col!r}; columns: {schema.names}")
+    ws = parent.workspace
+    table, _ = read_parts(
+        ws.store,
+        parent.manifest.parts,
+        schema,
+        columns=needed,
+        where=subset_predicate(spec, split_column),
+        cache=None if ws.store.is_local else ws.cache,
+        what=what,
+    )
+    if spec.sample is None and not spec.order_by:
+        return table.select(spec.columns) if spec.columns else table
+    return _sample_and_order(table, spec)
+
+
+def _sample_and_order(table: pa.Table, spec: SubsetSpec) -> pa.Table:
+    metadata = table.schema.metadata
+    indexed = table.append_column(INDEX, pa.array(range(table.num_rows), pa.int64()))
+    data_cols = ", ".join(quote_ident(c) for c in table.column_names)
+    sql = "SELECT * FROM t"
+    if spec.sample is not None:
+        s = spec.sample
+        partition = f"PARTITION BY {quote_ident(s.per)}" if s.per else ""
+        keep = f"ceil({s.fraction} * count(*) OVER ({partition}))" if s.fraction else str(s.n)
+        rank = f"row_number() OVER ({partition} ORDER BY hash({int(s.seed)}, {data_cols}), {INDEX})"
+        sql += f" QUALIFY {rank} <= {keep}"
+    order = ", ".join(quote_ident(c) for c in spec.order_by or []) or INDEX
+    sql += f" ORDER BY {order}, {INDEX}" if spec.order_by else f" ORDER BY {INDEX}"
+    con = duckdb.connect()
+    try:
+        con.register("t", indexed)
+        out = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    out = out.drop_columns([INDEX]).cast(table.schema).replace_schema_metadata(metadata)
+    return out.select(spec.columns) if spec.columns else out
+
+
+def subset_info(desc: LoadedDescriptor, sub: LoadedSubset, parent: DatasetVersion) -> DatasetInfo:
+    """What the subset's Croissant says: the parent's documentation, narrowed to the subset."""
+    base = dataset_info(desc)
+    spec = sub.spec
+    kept = spec.columns or [f["name"] for f in parent.manifest.fields]
+    split_names = base.split_names
+    if spec.split:
+        split_names = tuple(n for n in split_names if n == spec.split)
+    split_column = base.split_column if base.split_column in kept else None
+    description = spec.description or (
+        f"Subset {spec.name!r} of {desc.name} v{parent.version}: " + _describe(spec, base.split_column)
+    )
+    digest = hashlib.sha256(f"{base.metadata_digest}\0{sub.text}\0{parent.version}".encode()).hexdigest()[:16]
+    return DatasetInfo(
+        name=sub.full_name,
+        description=description,
+        license=base.license,
+        url=base.url,
+        citation=base.citation,
+        keywords=base.keywords,
+        split_column=split_column,
+        split_names=split_names if split_column else (),
+        columns={k: v for k, v in base.columns.items() if k in kept},
+        pipeline=f"subset of {desc.name}",
+        environment=base.environment,
+        descriptor_text=sub.text,
+        metadata_digest=digest,
+    )
+
+
+def _describe(spec: SubsetSpec, split_column: str | None) -> str:
+    bits = []
+    if spec.split:
+        bits.append(f"split {spec.split}")
+    if spec.where:
+        bits.append(f"rows where {spec.where}")
+    if spec.sample:
+        size = f"{spec.sample.fraction:.0%}" if spec.sample.fraction else f"{spec.sample.n} rows"
+        bits.append(f"a {size} sample" + (f" per {spec.sample.per}" if spec.sample.per else ""))
+    if spec.columns:
+        bits.append(f"columns {', '.join(spec.columns)}")
+    return "; ".join(bits) or "all rows"
+
+
+def subset_provenance(sub: LoadedSubset, parent: DatasetVersion, run_id: str | None = None) -> Provenance:
+    definition: dict[str, Any] = sub.spec.model_dump(mode="json", exclude_none=True)
+    return Provenance(
+        derived_from=[
+            {
+                "name": parent.name,
+                "version": parent.version,
+                "content_id": parent.manifest.content_id,
+                "relation": "subsetOf",
+                "subset": definition,
+            }
+        ],
+        code_version=sub.digest(),
+        run_id=run_id,
+    )
+
+
+def build_subset(
+    desc: LoadedDescriptor, sub: LoadedSubset, ws: Workspace, parent_version: str = "latest"
+) -> tuple[pa.Table, DatasetInfo, DatasetVersion]:
+    """Compute a subset from the parent's ``parent_version`` (default latest)."""
+    parent = open_dataset(desc.name, parent_version, workspace=ws)
+    split_column = desc.spec.splits.column if desc.spec.splits else None
+    table = compute_subset(parent, sub.spec, split_column)
+    return table, subset_info(desc, sub, parent), parent
+
+
+def publish_subset(
+    desc: LoadedDescriptor, sub: LoadedSubset, ws: Workspace, run_id: str | None = None
+) -> PublishResult:
+    """Compute a subset from the parent's latest version and publish it (no Dagster needed)."""
+    table, info, parent = build_subset(desc, sub, ws)
+    return ws.publisher().publish(table, info, subset_provenance(sub, parent, run_id))
