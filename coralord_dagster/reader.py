@@ -154,6 +154,9 @@ def read_parts(
     con = duckdb.connect()
     if metered is not None:
         con.register_filesystem(metered)
+        # DuckDB's external file cache fetches whole remote files through fsspec, which defeats
+        # projection and row-group pruning (measured: 7x the bytes of a 2-column, 10% read).
+        con.execute("SET enable_external_file_cache = false")
     tables = []
     try:
         with _progress(len(parts), "reading") as bar:

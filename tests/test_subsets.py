@@ -67,7 +67,8 @@ def test_every_fmnist_subset_is_published_with_exactly_its_rows(fmnist, ws: Work
         )
         assert parent_ref["coralord:subset"]["name"] == sub.spec.name
     lineage = ws.catalog.query(
-        "SELECT target, target_version FROM lineage WHERE name = 'fashion_mnist/pullover' AND relation = 'subsetOf'"
+        "SELECT target, target_version FROM lineage "
+        "WHERE name = 'fashion_mnist/pullover' AND relation = 'subsetOf'"
     )
     assert lineage == [("fashion_mnist", "1.0.0")]
     assert ws.catalog.query("SELECT parent FROM subsets WHERE name = 'fashion_mnist/sneaker'") == [
@@ -109,7 +110,8 @@ def test_inline_subsets_columns_and_order(fmnist, ws: Workspace, use_case_copy: 
     path = use_case_copy / "descriptor.yaml"
     path.write_text(
         path.read_text()
-        + "subsets:\n  - name: labels_sorted\n    columns: [label, split]\n    order_by: [label]\n    where: split = 'test'\n"
+        + "subsets:\n  - name: labels_sorted\n    columns: [label, split]\n"
+        + "    order_by: [label]\n    where: split = 'test'\n"
     )
     desc = load_descriptor(use_case_copy)
     publish_descriptor(desc, ws)
