@@ -116,9 +116,9 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
                         partition_key=sub.spec.name,
                     )
                 )
-        skip = (
-            None if runs or partition_requests else "; ".join(notes) or "no new or changed subset definitions"
-        )
+        for note in notes:
+            context.log.info(note)
+        skip = None if runs else "; ".join(notes) or "no new or changed subset definitions"
         return dg.SensorResult(
             run_requests=runs,
             dynamic_partitions_requests=partition_requests,

@@ -1,0 +1,132 @@
+"""New subset files are picked up by a running deployment: no restart, no code change."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from coralord_dagster.descriptor import load_descriptor
+from coralord_dagster.orchestration import CoralordIOManager, CoralordResource, build_definitions
+from coralord_dagster.orchestration.subsets import partitions_name, subsets_job_name
+from coralord_dagster.use_case import publish_descriptor, run_pipeline
+from coralord_dagster.workspace import Workspace
+
+from .conftest import BIN, free_port, registry_tags
+from .helpers import asset_of
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
+    """One sensor evaluation, applied to the instance as the daemon would: partitions, then runs."""
+    sensor = defs.resolve_sensor_def("coralord_subsets")
+    result = sensor(
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources={"coralord": resource})
+    )
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+    job = defs.resolve_job_def(subsets_job_name("fashion_mnist"))
+    for run in result.run_requests or []:
+        assert job.execute_in_process(instance=instance, partition_key=run.partition_key).success
+    return result
+
+
+def test_subset_files_added_edited_and_removed(fmnist, use_case_copy: Path, tmp_path: Path):
+    resource = CoralordResource(registry=str(tmp_path / "reg"))
+    defs = build_definitions(use_case_copy.parent, resource=resource)
+    with dg.instance_for_test() as instance:
+        # Before the parent is published, subsets wait (and nothing fails).
+        first = tick(defs, instance, resource, None)
+        assert not first.run_requests and "no published version yet" in str(first.skip_reason)
+        resources = {"coralord": resource, "coralord_io_manager": CoralordIOManager(coralord=resource)}
+        dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources, instance=instance)
+
+        result = tick(defs, instance, resource, None)
+        names = sorted(r.partition_key for r in result.run_requests)
+        assert "pullover" in names and len(names) == len(list((use_case_copy / "subsets").glob("*.yaml")))
+        assert sorted(instance.get_dynamic_partitions(partitions_name("fashion_mnist"))) == names
+        cursor = result.cursor
+
+        # A new file in the use case: one new partition, one run, its first version.
+        (use_case_copy / "subsets" / "bag_or_coat.yaml").write_text("where: label IN (4, 8)\n")
+        result = tick(defs, instance, resource, cursor)
+        assert [r.partition_key for r in result.run_requests] == ["bag_or_coat"]
+        assert "fashion_mnist/bag_or_coat-v1.0.0" in registry_tags(tmp_path / "reg")
+        ws = resource.workspace()
+        from coralord_dagster.client import open_dataset
+
+        rows = open_dataset("fashion_mnist", subset="bag_or_coat", workspace=ws).to_pandas()
+        parent = run_pipeline(fmnist).to_pandas()
+        assert rows.label.tolist() == parent[parent.label.isin([4, 8])].label.tolist()
+
+        # Nothing changed: the sensor skips, with a reason, and requests nothing.
+        quiet = tick(defs, instance, resource, result.cursor)
+        assert not quiet.run_requests and quiet.skip_reason
+
+        # An edited definition is rematerialized; a removed one stops, its versions stay.
+        (use_case_copy / "subsets" / "bag_or_coat.yaml").write_text("where: label = 8\n")
+        (use_case_copy / "subsets" / "pullover.yaml").unlink()
+        edited = tick(defs, instance, resource, quiet.cursor)
+        assert [r.partition_key for r in edited.run_requests] == ["bag_or_coat"]
+        assert "pullover" not in instance.get_dynamic_partitions(partitions_name("fashion_mnist"))
+        assert "fashion_mnist/bag_or_coat-v2.0.0" not in registry_tags(tmp_path / "reg")
+        assert "fashion_mnist/bag_or_coat-v1.1.0" in registry_tags(tmp_path / "reg")
+        assert "fashion_mnist/pullover-v1.0.0" in registry_tags(tmp_path / "reg")
+        assert "fashion_mnist/pullover" not in json.loads(edited.cursor)
+
+
+@pytest.mark.slow
+def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case_copy: Path, tmp_path: Path):
+    for f in (use_case_copy / "subsets").glob("*.yaml"):
+        if f.stem != "pullover":
+            f.unlink()
+    registry = tmp_path / "reg"
+    publish_descriptor(load_descriptor(use_case_copy), Workspace.open(registry, create=True))
+    module = tmp_path / "deployment.py"
+    module.write_text(
+        "from coralord_dagster.orchestration import build_definitions\n"
+        f"defs = build_definitions({str(use_case_copy.parent)!r})\n"
+    )
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_file:\n      relative_path: deployment.py\n"
+        f"      working_directory: {tmp_path}\n"
+    )
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = dict(os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry))
+    proc = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", str(tmp_path / "workspace.yaml"), "-p", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_tag(registry, "fashion_mnist/pullover-v1.0.0", proc)
+        # Dropped into the running deployment: picked up without restart or code change.
+        (use_case_copy / "subsets" / "sneaker.yaml").write_text("description: Sneakers.\nwhere: label = 7\n")
+        wait_for_tag(registry, "fashion_mnist/sneaker-v1.0.0", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while tag not in registry_tags(registry):
+        assert proc.poll() is None, "dagster dev exited"
+        assert time.time() < deadline, f"{tag} did not appear within {timeout} s"
+        time.sleep(1)
