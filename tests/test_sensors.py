@@ -13,8 +13,11 @@ import pytest
 from coralord_dagster.descriptor import load_descriptor
 from coralord_dagster.orchestration import CoralordIOManager, CoralordResource, build_definitions
 from coralord_dagster.orchestration.subsets import partitions_name, subsets_job_name
+from coralord_dagster.registry import Registry
+from coralord_dagster.sources import override_variable
 from coralord_dagster.use_case import publish_descriptor, run_pipeline
 from coralord_dagster.workspace import Workspace
+from use_cases.huggingface_fmnist.fixture import make_fixture
 
 from .conftest import BIN, free_port, registry_tags
 from .helpers import asset_of
@@ -115,6 +118,23 @@ def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case
         # Dropped into the running deployment: picked up without restart or code change.
         (use_case_copy / "subsets" / "sneaker.yaml").write_text("description: Sneakers.\nwhere: label = 7\n")
         wait_for_tag(registry, "fashion_mnist/sneaker-v1.0.0", proc)
+        # The parent gets new rows and is materialized through Dagster: the eager subsets follow.
+        make_fixture(Path(os.environ[override_variable("fashion_mnist")]), seed=11)
+        materialize = subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-f", str(module), "--select", "fashion_mnist"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert materialize.returncode == 0, materialize.stderr[-2000:]
+        assert "fashion_mnist-v1.1.0" in registry_tags(registry)
+        for name in ("pullover", "sneaker"):
+            wait_for_tag(registry, f"fashion_mnist/{name}-v1.1.0", proc)
+            manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
+            assert manifest.derived_from[0]["version"] == "1.1.0"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
