@@ -174,10 +174,3 @@ def open_dataset(
         ref = Ref.parse(f"{ref.name}/{subset}@{ref.rev}")
     info = ws.registry.resolve(ref)
     return DatasetVersion(ws, info, ws.registry.manifest(info), list(columns) if columns else None, where)
-
-
-def check_integrity(ds: DatasetVersion) -> None:
-    """Raise :class:`IntegrityError` if any part of ``ds`` is missing or corrupt."""
-    problems = ds.verify()
-    if problems:
-        raise IntegrityError(f"{ds.name} v{ds.version}: " + "; ".join(problems))

@@ -38,7 +38,8 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql_str(s: str) -> str:
+def sql_literal(s: str) -> str:
+    """A SQL string literal (for the few values that cannot be parameters, like file paths)."""
     return "'" + s.replace("'", "''") + "'"
 
 
@@ -213,6 +214,8 @@ def _query(
     con: duckdb.DuckDBPyConnection, select: str, location: str, predicate: str, part: PartRef
 ) -> pa.Table:
     try:
-        return con.sql(f"SELECT {select} FROM read_parquet({_sql_str(location)}){predicate}").to_arrow_table()
+        return con.sql(
+            f"SELECT {select} FROM read_parquet({sql_literal(location)}){predicate}"
+        ).to_arrow_table()
     except duckdb.IOException as e:
         raise IntegrityError(f"part {part.sha256} cannot be read: {str(e).splitlines()[0]}") from None

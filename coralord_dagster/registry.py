@@ -83,6 +83,7 @@ class Registry:
                 "CORALORD_REGISTRY to an existing registry"
             ) from None
         self.read_only = read_only
+        self.origin: str | None = None  # the URL a read-only clone was made from
         self._lock = FileLock(str(self.path / ".git" / "coralord.lock"), timeout=LOCK_TIMEOUT_S)
         if remote:
             self.set_remote(remote)
@@ -131,7 +132,9 @@ class Registry:
                     git.Repo.clone_from(loc, cache)
         except git.GitCommandError as e:
             raise RegistryError(f"cannot fetch registry {loc}: {e.stderr.strip() or e}") from None
-        return cls(cache, read_only=True)
+        clone = cls(cache, read_only=True)
+        clone.origin = loc
+        return clone
 
     def set_remote(self, url: str) -> None:
         if "origin" in [r.name for r in self.repo.remotes]:
@@ -159,6 +162,11 @@ class Registry:
             )
         if "://" in url:
             return url
+        if self.origin is not None:
+            raise ConfigError(
+                f"registry {self.origin} keeps its parts at the relative path {url!r}, which exists only "
+                "beside the publisher's registry; set CORALORD_STORAGE to the storage URL"
+            )
         return str((self.path / url).resolve())
 
     # ----------------------------------------------------------------- reading

@@ -19,15 +19,11 @@ from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec
 from coralord_dagster.errors import DescriptorError
 from coralord_dagster.publish import Provenance, PublishResult
-from coralord_dagster.reader import QueryError, quote_ident, read_parts
+from coralord_dagster.reader import QueryError, quote_ident, read_parts, sql_literal
 from coralord_dagster.use_case import dataset_info
 from coralord_dagster.workspace import Workspace
 
 INDEX = "__coralord_row"
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def subset_predicate(spec: SubsetSpec, split_column: str | None) -> str | None:
@@ -38,7 +34,7 @@ def subset_predicate(spec: SubsetSpec, split_column: str | None) -> str | None:
     if spec.split:
         if not split_column:
             raise DescriptorError(f"subset {spec.name!r}: field 'split': the dataset declares no splits")
-        clauses.append(f"{quote_ident(split_column)} = {_sql_str(spec.split)}")
+        clauses.append(f"{quote_ident(split_column)} = {sql_literal(spec.split)}")
     return " AND ".join(clauses) or None
 
 

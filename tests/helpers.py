@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +38,37 @@ def asset_of(defs: Any, name: str) -> Any:
 
     key = dg.AssetKey(name.split("/"))
     return next(a for a in defs.assets if a.key == key)
+
+
+def run_ok(
+    cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run a command as a user would; fail the test with its stderr if it fails."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@contextmanager
+def dagster_dev(
+    workspace: Path, *, cwd: Path, env: dict[str, str], port: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``dagster dev`` (webserver + daemon) in its own session, stopped by its process group."""
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-p", str(port)],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

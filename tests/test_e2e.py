@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import BIN, FMNIST, REPO, registry_tags
+from .helpers import dagster_dev, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -34,17 +35,7 @@ def fresh_checkout(tmp_path: Path) -> Path:
 
 def run_main_job(checkout: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """README command 1's job, as the user runs it from the checkout."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "definitions.main"],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return run_ok([sys.executable, "-m", "definitions.main"], cwd=checkout, env=env)
 
 
 def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
@@ -111,7 +102,6 @@ def test_dagster_loads_the_code_location_from_workspace_yaml(tmp_path: Path):
 
 
 def test_dagster_dev_serves_the_asset_with_its_code_version(tmp_path: Path, fmnist_source: Path):
-    import signal
     import time
     import urllib.request
 
@@ -121,16 +111,8 @@ def test_dagster_dev_serves_the_asset_with_its_code_version(tmp_path: Path, fmni
 
     port = free_port()
     env = env_for(tmp_path, CORALORD_SOURCE__FASHION_MNIST=str(fmnist_source))
-    proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     query = json.dumps({"query": "{ assetNodes { assetKey { path } opVersion description } }"}).encode()
-    try:
+    with dagster_dev(REPO / "workspace.yaml", cwd=REPO, env=env, port=port):
         deadline, nodes = time.time() + 90, None
         while time.time() < deadline and nodes is None:
             try:
@@ -146,10 +128,3 @@ def test_dagster_dev_serves_the_asset_with_its_code_version(tmp_path: Path, fmni
         assert nodes, "dagster dev did not serve the code location"
         [node] = [n for n in nodes if n["assetKey"]["path"] == ["fashion_mnist"]]
         assert node["opVersion"] == load_descriptor(FMNIST).code_version()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

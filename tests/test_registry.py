@@ -3,7 +3,7 @@ from pathlib import Path
 import git
 import pytest
 
-from coralord_dagster.errors import DatasetNotFoundError, RegistryError, VersionNotFoundError
+from coralord_dagster.errors import ConfigError, DatasetNotFoundError, RegistryError, VersionNotFoundError
 from coralord_dagster.naming import Ref, SemVer
 from coralord_dagster.registry import Registry
 
@@ -78,6 +78,8 @@ def test_open_a_registry_by_git_url(tmp_path: Path, bare_remote: Path):
     ]
     with pytest.raises(RegistryError, match="read-only"), clone.locked():
         pass
+    with pytest.raises(ConfigError, match="relative path 's'.*set CORALORD_STORAGE"):
+        clone.storage_url()
 
 
 def test_missing_registry_is_a_clear_error(tmp_path: Path):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
 
 from .conftest import BIN, free_port, registry_tags
-from .helpers import asset_of
+from .helpers import asset_of, dagster_dev, run_ok
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
@@ -105,43 +104,24 @@ def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = dict(os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry))
-    proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", str(tmp_path / "workspace.yaml"), "-p", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=free_port()) as proc:
         wait_for_tag(registry, "fashion_mnist/pullover-v1.0.0", proc)
         # Dropped into the running deployment: picked up without restart or code change.
         (use_case_copy / "subsets" / "sneaker.yaml").write_text("description: Sneakers.\nwhere: label = 7\n")
         wait_for_tag(registry, "fashion_mnist/sneaker-v1.0.0", proc)
         # The parent gets new rows and is materialized through Dagster: the eager subsets follow.
         make_fixture(Path(os.environ[override_variable("fashion_mnist")]), seed=11)
-        materialize = subprocess.run(
-            [str(BIN / "dagster"), "asset", "materialize", "-f", str(module), "--select", "fashion_mnist"],
+        dagster = str(BIN / "dagster")
+        run_ok(
+            [dagster, "asset", "materialize", "-f", str(module), "--select", "fashion_mnist"],
             cwd=tmp_path,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
         )
-        assert materialize.returncode == 0, materialize.stderr[-2000:]
         assert "fashion_mnist-v1.1.0" in registry_tags(registry)
         for name in ("pullover", "sneaker"):
             wait_for_tag(registry, f"fashion_mnist/{name}-v1.1.0", proc)
             manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
             assert manifest.derived_from[0]["version"] == "1.1.0"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:
