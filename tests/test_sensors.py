@@ -109,10 +109,8 @@ def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case
         # Dropped into the running deployment: picked up without restart or code change.
         (use_case_copy / "subsets" / "sneaker.yaml").write_text("description: Sneakers.\nwhere: label = 7\n")
         wait_for_tag(registry, "fashion_mnist/sneaker-v1.0.0", proc)
-        # Let the subset runs finish: Dagster counts a child run ending after a parent update as
-        # up to date (eager semantics), and the tag is written before the run ends.
-        wait_for_idle(home)
-        # The parent gets new rows and is materialized through Dagster: the eager subsets follow.
+        # The parent gets new rows and is materialized through Dagster (while the sneaker run may
+        # still be finishing): the subsets follow, because their lineage names an older parent.
         make_fixture(Path(os.environ[override_variable("fashion_mnist")]), seed=11)
         dagster = str(BIN / "dagster")
         run_ok(
@@ -125,23 +123,6 @@ def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case
             wait_for_tag(registry, f"fashion_mnist/{name}-v1.1.0", proc)
             manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
             assert manifest.derived_from[0]["version"] == "1.1.0"
-
-
-def wait_for_idle(home: Path, timeout: float = 120) -> None:
-    """Until the deployment at ``home`` has no queued or running run."""
-    from dagster._core.instance.ref import InstanceRef
-
-    busy = [
-        dg.DagsterRunStatus.QUEUED,
-        dg.DagsterRunStatus.NOT_STARTED,
-        dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED,
-    ]
-    deadline = time.time() + timeout
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        while instance.get_runs(filters=dg.RunsFilter(statuses=busy)):
-            assert time.time() < deadline, "runs did not finish"
-            time.sleep(0.5)
 
 
 def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:

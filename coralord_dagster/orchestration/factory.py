@@ -80,8 +80,8 @@ def build_definitions(
     """Definitions for a folder of use cases (``<use_case>/descriptor.yaml``) or loaded descriptors.
 
     Per dataset: its asset and ``parts_intact`` check, its subsets asset and ``<name>_subsets_job``;
-    for all: ``coralord_datasets_job``, the subset sensor and a declarative-automation sensor (both
-    running by default, so a deployment keeps its datasets and subsets up to date on its own).
+    for all: ``coralord_datasets_job`` and the subset sensor (running by default, so a deployment
+    publishes new subsets and keeps them current with their parent on its own).
     """
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
@@ -95,14 +95,6 @@ def build_definitions(
         assets=[dataset_asset(d) for d in descriptors] + [subsets_asset(d) for d in descriptors],
         asset_checks=[dataset_checks(d) for d in descriptors],
         jobs=jobs,
-        sensors=[
-            subsets_sensor(descriptors),
-            dg.AutomationConditionSensorDefinition(
-                "coralord_automation",
-                target=dg.AssetSelection.all(),
-                default_status=dg.DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=15,
-            ),
-        ],
+        sensors=[subsets_sensor(descriptors)],
         resources={"coralord": resource, IO_MANAGER_KEY: CoralordIOManager(coralord=resource)},
     )

@@ -3,8 +3,12 @@
 Subset definitions are read from disk when a run starts, and a sensor (running by default) registers
 new ``subsets/*.yaml`` files as partitions and requests their first version, so a running deployment
 picks up a new subset without a restart or a code change. A removed file's partition is dropped: its
-updates stop, its published versions stay in the registry. The asset is eager: when the parent
-dataset publishes, every subset follows.
+updates stop, its published versions stay in the registry.
+
+The same sensor keeps subsets current: a subset whose latest version was derived from an older parent
+version than the parent's latest is rematerialized. Lineage decides, not Dagster's eager condition:
+eager works per automation tick and misses a parent update that lands in the same tick as the child's
+own materialization.
 
 (Dagster cannot add assets to a running code location, hence partitions: the asset key is
 ``[dataset, "subsets"]`` and each partition publishes the dataset ``<dataset>/<subset>``.)
@@ -14,14 +18,14 @@ import json
 
 import dagster as dg
 
-from coralord_dagster.client import open_dataset
-from coralord_dagster.descriptor import LoadedDescriptor, load_subsets
-from coralord_dagster.errors import CoralordError, DescriptorError, NotFoundError
+from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, load_subsets
+from coralord_dagster.errors import DescriptorError
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, SUBSETS_OF
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.publish import Versioned
 from coralord_dagster.subsets import build_subset, subset_provenance
+from coralord_dagster.workspace import Workspace
 
 
 def partitions_name(dataset: str) -> str:
@@ -54,7 +58,6 @@ def subsets_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             SUBSETS_OF: desc.name,
             "coralord/subsets_dir": dg.MetadataValue.path(str(desc.folder / "subsets")),
         },
-        automation_condition=dg.AutomationCondition.eager(),
     )
     def _subsets(context: dg.AssetExecutionContext, coralord: CoralordResource) -> Versioned:
         name = context.partition_key
@@ -103,17 +106,23 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
                 partition_requests.append(dg.DeleteDynamicPartitionsRequest(pname, removed))
                 for name in removed:
                     state.pop(f"{desc.name}/{name}", None)
-            changed = [s for s in current.values() if seen.get(s.full_name) != s.digest()]
-            if changed and not _published(coralord, desc.name):
+            ws = coralord.workspace()
+            parent = ws.registry.latest(desc.name)
+            if parent is None:
                 notes.append(f"{desc.name} has no published version yet; its subsets wait for it")
                 continue
-            for sub in changed:
+            for sub in current.values():
+                reason = _stale(ws, sub, seen.get(sub.full_name), str(parent.version))
+                if reason is None:
+                    continue
                 state[sub.full_name] = sub.digest()
+                context.log.info(f"{sub.full_name}: {reason}")
                 runs.append(
                     dg.RunRequest(
-                        run_key=f"{sub.full_name}@{sub.digest()}",
+                        run_key=f"{sub.full_name}@{sub.digest()}@parent-v{parent.version}",
                         asset_selection=[subsets_key(desc.name)],
                         partition_key=sub.spec.name,
+                        tags={"coralord/reason": reason},
                     )
                 )
         for note in notes:
@@ -129,11 +138,14 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
     return _sensor
 
 
-def _published(coralord: CoralordResource, name: str) -> bool:
-    try:
-        open_dataset(name, workspace=coralord.workspace())
-        return True
-    except NotFoundError:
-        return False
-    except CoralordError:
-        return False
+def _stale(ws: Workspace, sub: LoadedSubset, seen_digest: str | None, parent_version: str) -> str | None:
+    """Why a subset needs a new version now, or None if it is current."""
+    if seen_digest is not None and seen_digest != sub.digest():
+        return "its definition changed"
+    latest = ws.registry.latest(sub.full_name)
+    if latest is None:
+        return "it has no version yet"
+    derived = ws.registry.manifest(latest).derived_from
+    if not derived or derived[0].get("version") != parent_version:
+        return f"its parent {sub.dataset} is now v{parent_version}"
+    return None
