@@ -34,8 +34,26 @@ class _Model(BaseModel):
 M = TypeVar("M", bound=_Model)
 
 
-class HuggingFaceSource(_Model):
-    """A dataset repository on the Hugging Face Hub (or any server speaking its file endpoint)."""
+class CheckPolicy(_Model):
+    """How often a deployment checks the source for changes."""
+
+    interval_seconds: int = Field(300, ge=1, description="Check at most this often (seconds).")
+    cron: str | None = Field(None, description="Check on this cron schedule instead, e.g. '0 * * * *'.")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError("a cron schedule has five fields, e.g. '*/15 * * * *'")
+        return v
+
+
+class _SourceBase(_Model):
+    check: CheckPolicy = Field(default=CheckPolicy(), description="Check cadence in a deployment.")
+
+
+class HuggingFaceSource(_SourceBase):
+    """A dataset repository on the Hugging Face Hub (or any server speaking its API)."""
 
     kind: Literal["huggingface"]
     repo: str = Field(description="Hub repository id, e.g. 'zalando-datasets/fashion_mnist'.")
@@ -46,15 +64,38 @@ class HuggingFaceSource(_Model):
     endpoint: str | None = Field(None, description="Hub URL; default $HF_ENDPOINT or https://huggingface.co.")
 
 
-class UrlSource(_Model):
-    """Files under any fsspec URL: http(s)://, s3://, gs://, or a local folder."""
+class UrlSource(_SourceBase):
+    """Files under any fsspec URL: http(s)://, s3://, gs://, or a local folder or file."""
 
     kind: Literal["url"]
     url: str = Field(description="Base URL (or path relative to the descriptor) holding the files.")
-    files: list[str] = Field(default_factory=list, description="Files the pipeline reads, relative to url.")
+    files: list[str] = Field(
+        default_factory=list,
+        description="Files (or glob patterns, locally) the pipeline reads, relative to url.",
+    )
 
 
-SourceSpec = Annotated[HuggingFaceSource | UrlSource, Field(discriminator="kind")]
+class GitSource(_SourceBase):
+    """Files in a Git repository at a branch, tag or commit."""
+
+    kind: Literal["git"]
+    repo: str = Field(description="Repository URL or path.")
+    ref: str = Field("HEAD", description="Branch, tag or commit to follow.")
+    files: list[str] = Field(
+        default_factory=list, description="Files the pipeline reads, relative to the repo."
+    )
+
+
+class CroissantSource(_SourceBase):
+    """An upstream dataset published with a Croissant JSON-LD; its files are checked by its checksums."""
+
+    kind: Literal["croissant"]
+    url: str = Field(description="URL (or path) of the upstream croissant.json.")
+
+
+SourceSpec = Annotated[
+    HuggingFaceSource | UrlSource | GitSource | CroissantSource, Field(discriminator="kind")
+]
 
 
 class Environment(_Model):
@@ -237,7 +278,7 @@ def _hint(err: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         return "remove it or fix its spelling"
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return "set source.kind to one of: huggingface, url"
+        return "set source.kind to one of: huggingface, url, git, croissant"
     return "fix its value"
 
 

@@ -6,14 +6,17 @@ is built exactly as in a deployment.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import LoadedDescriptor, pipeline_signature_accepts
 from coralord_dagster.errors import CoralordError, PipelineError
-from coralord_dagster.publish import Provenance, PublishResult
-from coralord_dagster.sources import resolve_source
+from coralord_dagster.publish import Provenance, PublishResult, Versioned
+from coralord_dagster.sources import SourceError, fingerprint, resolve_source
 from coralord_dagster.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def dataset_info(desc: LoadedDescriptor) -> DatasetInfo:
@@ -53,18 +56,29 @@ def run_pipeline(desc: LoadedDescriptor, context: Any = None) -> Any:
 
 
 def provenance(desc: LoadedDescriptor, run_id: str | None = None) -> Provenance:
+    """Where a build comes from. Call it *before* running the pipeline: the source fingerprint it
+    records then covers what the pipeline read, and a change during the run is seen at the next check.
+    """
     source = resolve_source(desc)
     described = source.describe()
-    if source.base != source.uri:
-        described["read_from"] = source.base
+    try:
+        described["fingerprint"] = fingerprint(source).value
+    except SourceError as e:  # the pipeline may still read it; the next check will compare afresh
+        log.warning("not fingerprinted: %s", e)
+        described["fingerprint"] = None
     return Provenance(sources=[described], code_version=desc.code_version(), run_id=run_id)
+
+
+def build(desc: LoadedDescriptor, run_id: str | None = None, context: Any = None) -> Versioned:
+    """Build a descriptor's dataset: provenance first, then the pipeline."""
+    prov = provenance(desc, run_id)
+    data = run_pipeline(desc, context)
+    return Versioned(data, dataset_info(desc), prov, part_rows=desc.spec.storage.part_rows)
 
 
 def publish_descriptor(
     desc: LoadedDescriptor, workspace: Workspace, run_id: str | None = None
 ) -> PublishResult:
     """Build a descriptor's dataset and publish it (the whole path, without Dagster)."""
-    data = run_pipeline(desc)
-    return workspace.publisher().publish(
-        data, dataset_info(desc), provenance(desc, run_id), part_rows=desc.spec.storage.part_rows
-    )
+    v = build(desc, run_id)
+    return workspace.publisher().publish(v.data, v.info, v.provenance, part_rows=v.part_rows)

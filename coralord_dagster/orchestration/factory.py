@@ -2,23 +2,24 @@
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
 from coralord_dagster.client import open_dataset
-from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors
+from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors, load_descriptor
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
 from coralord_dagster.orchestration.resource import CoralordResource
+from coralord_dagster.orchestration.sources import source_asset, source_key, sources_sensor
 from coralord_dagster.orchestration.subsets import (
     subsets_asset,
     subsets_job_name,
     subsets_key,
     subsets_sensor,
 )
+from coralord_dagster.publish import Versioned
 from coralord_dagster.sources import resolve_source
-from coralord_dagster.use_case import run_pipeline
+from coralord_dagster.use_case import build
 
 DATASETS_JOB = "coralord_datasets_job"
 
@@ -32,6 +33,7 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         key=asset_key_path(spec.name),
         description=spec.description,
         code_version=desc.code_version(),
+        deps=[source_key(desc.name)],
         io_manager_key=IO_MANAGER_KEY,
         group_name=desc.folder.name,
         kinds={"parquet", "python"},
@@ -43,8 +45,9 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             **({"coralord/environment": spec.environment.image} if spec.environment.image else {}),
         },
     )
-    def _dataset(context: dg.AssetExecutionContext) -> Any:
-        return run_pipeline(desc, context)
+    def _dataset(context: dg.AssetExecutionContext) -> Versioned:
+        # Re-read the descriptor: a running deployment builds what is on disk now.
+        return build(load_descriptor(desc.path), context.run_id, context)
 
     return _dataset
 
@@ -80,8 +83,8 @@ def build_definitions(
     """Definitions for a folder of use cases (``<use_case>/descriptor.yaml``) or loaded descriptors.
 
     Per dataset: its asset and ``parts_intact`` check, its subsets asset and ``<name>_subsets_job``;
-    for all: ``coralord_datasets_job`` and the subset sensor (running by default, so a deployment
-    publishes new subsets and keeps them current with their parent on its own).
+    for all: ``coralord_datasets_job`` and the source and subset sensors (running by default, so a
+    deployment rebuilds datasets when their source or code changes, and keeps subsets current).
     """
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
@@ -92,9 +95,13 @@ def build_definitions(
         for d in descriptors
     ]
     return dg.Definitions(
-        assets=[dataset_asset(d) for d in descriptors] + [subsets_asset(d) for d in descriptors],
+        assets=[
+            *(source_asset(d) for d in descriptors),
+            *(dataset_asset(d) for d in descriptors),
+            *(subsets_asset(d) for d in descriptors),
+        ],
         asset_checks=[dataset_checks(d) for d in descriptors],
         jobs=jobs,
-        sensors=[subsets_sensor(descriptors)],
+        sensors=[sources_sensor(descriptors), subsets_sensor(descriptors)],
         resources={"coralord": resource, IO_MANAGER_KEY: CoralordIOManager(coralord=resource)},
     )

@@ -5,9 +5,10 @@ coralord version is a set of immutable, content-addressed parts shared with othe
 Git commit. The paths are the store's business; this class only translates between Dagster's contexts
 and :class:`~coralord_dagster.publish.Publisher`.
 
-Per-asset options come from asset metadata written by the asset factory (``coralord/descriptor``,
-``coralord/source``, ...). Plain ``@asset`` functions work too: the dataset is named after the asset
-key and documented from the asset's description and ``coralord/license`` metadata.
+Assets built from descriptors return :class:`~coralord_dagster.publish.Versioned` (data plus its
+documentation and provenance). Plain ``@asset`` functions returning a DataFrame or Arrow table work
+too: the dataset is named after the asset key and documented from the asset's description and
+``coralord/license`` metadata.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from pydantic import Field
 
 from coralord_dagster.client import open_dataset
 from coralord_dagster.croissant import DatasetInfo
-from coralord_dagster.descriptor import load_descriptor
 from coralord_dagster.orchestration.metadata import publish_metadata
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.publish import Provenance, PublishResult, Versioned
-from coralord_dagster.use_case import dataset_info, provenance
 
 PIN_KEY = "coralord/version"
 IO_MANAGER_KEY = "coralord_io_manager"
@@ -59,17 +58,10 @@ class CoralordIOManager(dg.ConfigurableIOManager):
             return
         name = "/".join(context.asset_key.path)
         meta = context.definition_metadata or {}
-        descriptor = meta.get("coralord/descriptor")
+        info = self._plain_dataset_info(context, name, meta)
         code_version = context.asset_spec.code_version if context.has_asset_key else None
-        if descriptor is not None:
-            desc = load_descriptor(str(getattr(descriptor, "value", descriptor)))
-            info = dataset_info(desc)
-            prov = provenance(desc, context.run_id)
-            part_rows = desc.spec.storage.part_rows
-        else:
-            info = self._plain_dataset_info(context, name, meta)
-            prov = Provenance(code_version=code_version, run_id=context.run_id)
-            part_rows = None
+        prov = Provenance(code_version=code_version, run_id=context.run_id)
+        part_rows = None
         result = self.coralord.workspace().publisher().publish(obj, info, prov, part_rows=part_rows)
         self._report(context, name, result)
 

@@ -1,0 +1,197 @@
+"""Self-updating datasets: watch each dataset's source and code, rematerialize on change.
+
+Every dataset has an observable source asset ``[dataset, "source"]`` whose data version is the
+source's fingerprint. The ``coralord_sources`` sensor (running by default) checks the sources that are
+due (per-source cadence from the descriptor: ``check.interval_seconds`` or ``check.cron``),
+concurrently, records an observation for each (when it was checked, what changed, or why the check
+failed) and requests a run of the dataset when its fingerprint or its code version (descriptor +
+pipeline source, read from disk) differs from what was last published. A failing source is reported
+and retried on the next tick; it never blocks the others and never publishes anything. Run keys are
+derived from the fingerprint and code version, so a restarted sensor never runs the same change twice.
+Identical content still publishes nothing: the run reports "unchanged".
+"""
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from dagster._utils.schedules import cron_string_iterator
+
+from coralord_dagster.descriptor import CheckPolicy, LoadedDescriptor, load_descriptor
+from coralord_dagster.errors import CoralordError
+from coralord_dagster.naming import asset_key_path
+from coralord_dagster.orchestration.resource import CoralordResource
+from coralord_dagster.sources import Fingerprint, SourceError, check_many, fingerprint, resolve_source
+
+SENSOR_INTERVAL_S = 10
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def source_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey([*asset_key_path(dataset), "source"])
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).replace(microsecond=0).isoformat()
+
+
+def is_due(policy: CheckPolicy, last_checked: float | None, now: float) -> bool:
+    """Whether a source should be checked now, given when it was last checked successfully."""
+    if last_checked is None:
+        return True
+    if policy.cron:
+        ticks = cron_string_iterator(last_checked, policy.cron, "UTC")
+        return next(ticks).timestamp() <= now
+    return now - last_checked >= policy.interval_seconds
+
+
+def source_asset(desc: LoadedDescriptor) -> dg.SourceAsset:
+    """The observable source asset of a dataset (observe it by hand in the UI, too)."""
+    source = resolve_source(desc)
+
+    @dg.observable_source_asset(
+        key=source_key(desc.name),
+        group_name=desc.folder.name,
+        description=f"Upstream source of {desc.name}: {source.uri} ({source.kind}).",
+        metadata={"coralord/source": source.uri, "coralord/kind": source.kind},
+    )
+    def _source(context: dg.AssetExecutionContext) -> dg.ObserveResult:
+        fp = fingerprint(resolve_source(load_descriptor(desc.path)))
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(fp.value), metadata=observation_metadata(fp, None)
+        )
+
+    return _source
+
+
+def observation_metadata(fp: Fingerprint, previous: Fingerprint | None) -> dict[str, Any]:
+    return {
+        "coralord/checked_at": _iso(fp.checked_at),
+        "coralord/fingerprint": fp.value,
+        "coralord/changed": previous is None or previous.value != fp.value,
+        "coralord/changes": dg.MetadataValue.json(fp.changes_from(previous)),
+        "coralord/details": dg.MetadataValue.json(fp.details.get("items", {})),
+    }
+
+
+def _published(coralord: CoralordResource, name: str) -> tuple[str | None, str | None]:
+    """Source fingerprint and code version of the latest published version (None if none)."""
+    ws = coralord.workspace()
+    latest = ws.registry.latest(name)
+    if latest is None:
+        return None, None
+    manifest = ws.registry.manifest(latest)
+    fp = manifest.sources[0].get("fingerprint") if manifest.sources else None
+    return fp, manifest.code_version
+
+
+def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefinition:
+    """Checks due sources and code, and requests a dataset run when either changed."""
+
+    @dg.sensor(
+        name="coralord_sources",
+        asset_selection=[dg.AssetKey(asset_key_path(d.name)) for d in descriptors],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        description="Checks each dataset's upstream source and code; rebuilds the dataset when they change.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, coralord: CoralordResource) -> dg.SensorResult:
+        state: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
+        now = time.time()
+        due, notes = [], []
+        for desc in descriptors:
+            try:
+                fresh = load_descriptor(desc.path)  # descriptor edits count without a reload
+                entry = state.get(desc.name, {})
+                if is_due(fresh.spec.source.check, entry.get("checked"), now):
+                    due.append(
+                        (fresh, resolve_source(fresh), Fingerprint.from_json(entry.get("fingerprint")))
+                    )
+            except CoralordError as e:
+                notes.append(f"{desc.name}: {e}")
+        results = check_many([(d.name, s, p) for d, s, p in due])
+        events: list[dg.AssetObservation] = []
+        runs: list[dg.RunRequest] = []
+        for desc, _source, previous in due:
+            result = results[desc.name]
+            entry = state.setdefault(desc.name, {})
+            if isinstance(result, SourceError):
+                # Not marked as checked: retried on the next tick. The last version stays as it is.
+                entry["error"] = str(result)
+                notes.append(f"{desc.name}: check failed, retrying next tick: {result}")
+                events.append(
+                    dg.AssetObservation(
+                        asset_key=source_key(desc.name),
+                        metadata={
+                            "coralord/checked_at": _iso(now),
+                            "coralord/error": str(result),
+                            "coralord/status": "check failed; the last version is kept; retrying next tick",
+                        },
+                    )
+                )
+                continue
+            try:
+                code = desc.code_version()
+                reasons = _reasons(coralord, desc.name, result, previous, code, entry.get("code"))
+            except CoralordError as e:
+                notes.append(f"{desc.name}: {e}")
+                continue
+            entry.update(fingerprint=result.to_json(), code=code, checked=now, error=None)
+            metadata = observation_metadata(result, previous)
+            metadata["coralord/status"] = "; ".join(reasons) if reasons else "unchanged"
+            events.append(
+                dg.AssetObservation(
+                    asset_key=source_key(desc.name), metadata=metadata, tags={DATA_VERSION_TAG: result.value}
+                )
+            )
+            if reasons:
+                context.log.info(f"{desc.name}: {'; '.join(reasons)}")
+                runs.append(
+                    dg.RunRequest(
+                        run_key=f"{desc.name}@{result.value[:16]}@{code}",
+                        asset_selection=[dg.AssetKey(asset_key_path(desc.name))],
+                        tags={"coralord/reason": "; ".join(reasons)[:250]},
+                    )
+                )
+        for note in notes:
+            context.log.warning(note)
+        skip = None
+        if not runs:
+            skip = "; ".join(notes) or (
+                f"checked {len(due)} source(s): unchanged" if due else "no source due"
+            )
+        return dg.SensorResult(
+            run_requests=runs, asset_events=events, cursor=json.dumps(state, sort_keys=True), skip_reason=skip
+        )
+
+    return _sensor
+
+
+def _reasons(
+    coralord: CoralordResource,
+    name: str,
+    fp: Fingerprint,
+    previous: Fingerprint | None,
+    code: str,
+    previous_code: str | None,
+) -> list[str]:
+    """Why the dataset must be rebuilt; empty when its source and code are what was last built."""
+    if previous is None:  # first check since the sensor started: compare with what is published
+        published_fp, published_code = _published(coralord, name)
+        if published_fp is None and published_code is None:
+            return ["no version published yet"]
+        reasons = []
+        if published_fp != fp.value:
+            reasons.append("source differs from the published version")
+        if published_code != code:
+            reasons.append(f"code version {published_code} -> {code}")
+        return reasons
+    reasons = []
+    if previous.value != fp.value:
+        reasons.append("source changed: " + ", ".join(fp.changes_from(previous)))
+    if previous_code is not None and previous_code != code:
+        reasons.append(f"code version {previous_code} -> {code}")
+    return reasons

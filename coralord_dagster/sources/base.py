@@ -1,0 +1,175 @@
+"""Upstream sources: where a dataset's raw files live, resolved to an fsspec location.
+
+A deployment can point a source elsewhere without editing the descriptor (a mirror, or a local
+fixture with the same layout when offline) by setting ``CORALORD_SOURCE__<NAME>`` to a base URL or
+path, e.g. ``CORALORD_SOURCE__FASHION_MNIST=/data/fmnist-mirror``. A relocated source is checked for
+changes where it is read from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from coralord_dagster.descriptor import (
+    CheckPolicy,
+    CroissantSource,
+    GitSource,
+    HuggingFaceSource,
+    LoadedDescriptor,
+    UrlSource,
+)
+from coralord_dagster.errors import CoralordError, StorageError
+
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+
+class SourceError(CoralordError, OSError):
+    """An upstream source could not be checked or read (unreachable, error status, bad answer)."""
+
+
+def override_variable(name: str) -> str:
+    """The environment variable that relocates the source of dataset ``name``."""
+    return "CORALORD_SOURCE__" + name.replace("/", "__").upper()
+
+
+def scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: where it officially is, where it is read from, and how it is checked."""
+
+    kind: str
+    uri: str  # where the source officially lives (recorded in lineage)
+    base: str  # where it is read from now (the official location or an override)
+    files: tuple[str, ...] = ()
+    check: CheckPolicy = field(default_factory=CheckPolicy)
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific: repo, revision, ref, endpoint
+
+    @property
+    def relocated(self) -> bool:
+        return self.base != self.uri
+
+    @property
+    def checker(self) -> str:
+        """Which fingerprint kind applies: the source's own, or its location's when relocated."""
+        if self.kind in ("huggingface", "git", "croissant") and not self.relocated:
+            return self.kind
+        return {"file": "local", "http": "http", "https": "http", "s3": "s3", "s3a": "s3"}.get(
+            scheme(self.base), "fsspec"
+        )
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        fs, _ = fsspec.core.url_to_fs(self._readable_base())
+        return fs
+
+    def _readable_base(self) -> str:
+        if self.kind == "git" and not self.relocated:
+            return str(git_checkout(self.base, self.options.get("ref", "HEAD")))
+        return self.base
+
+    def url(self, relpath: str) -> str:
+        """The full URL of a file below the source."""
+        return self._readable_base().rstrip("/") + "/" + relpath.lstrip("/")
+
+    def open(self, relpath: str, mode: str = "rb") -> IO[bytes]:
+        try:
+            return fsspec.open(self.url(relpath), mode).open()
+        except (OSError, ValueError) as e:
+            raise StorageError(
+                f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}"
+            ) from e
+
+    def read_parquet(self, relpath: str, columns: list[str] | None = None) -> pa.Table:
+        """Read one Parquet file of the source."""
+        with self.open(relpath) as f:
+            try:
+                return pq.read_table(f, columns=columns)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise StorageError(f"source {self.uri}: {relpath!r} is not readable Parquet: {e}") from e
+
+    def describe(self) -> dict[str, Any]:
+        """What lineage records about the source (never credentials)."""
+        out: dict[str, Any] = {"kind": self.kind, "uri": self.uri, "files": list(self.files)}
+        if self.relocated:
+            out["read_from"] = self.base
+        return out
+
+
+def _local(path: str, folder: Path) -> str:
+    if "://" in path or Path(path).is_absolute():
+        return path
+    return str((folder / path).resolve())
+
+
+def resolve_source(descriptor: LoadedDescriptor) -> Source:
+    """Resolve a descriptor's source, honouring ``CORALORD_SOURCE__<NAME>`` overrides."""
+    spec = descriptor.spec.source
+    options: dict[str, Any] = {}
+    files: tuple[str, ...] = ()
+    if isinstance(spec, HuggingFaceSource):
+        endpoint = (spec.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
+        uri = f"{endpoint}/datasets/{spec.repo}/resolve/{quote(spec.revision, safe='')}"
+        options = {"endpoint": endpoint, "repo": spec.repo, "revision": spec.revision}
+        files = tuple(spec.files)
+    elif isinstance(spec, UrlSource):
+        uri, files = _local(spec.url, descriptor.folder), tuple(spec.files)
+    elif isinstance(spec, GitSource):
+        uri, files, options = _local(spec.repo, descriptor.folder), tuple(spec.files), {"ref": spec.ref}
+    elif isinstance(spec, CroissantSource):
+        uri = _local(spec.url, descriptor.folder)
+        options = {"croissant": uri}
+    else:  # pragma: no cover - the descriptor model admits no other kind
+        raise TypeError(spec)
+    base = os.environ.get(override_variable(descriptor.name)) or uri
+    if "://" not in base:
+        base = str(Path(base).expanduser().resolve())
+    if isinstance(spec, CroissantSource) and base == uri:
+        base = uri.rsplit("/", 1)[0]  # files named in a Croissant are relative to its folder
+        options["croissant"] = uri
+    return Source(kind=spec.kind, uri=uri, base=base, files=files, check=spec.check, options=options)
+
+
+def git_checkout(repo: str, ref: str, cache: Path | None = None) -> Path:
+    """A local checkout of ``repo`` at ``ref`` (cloned once into the cache, then fetched)."""
+    from filelock import FileLock
+
+    from coralord_dagster.registry import default_cache_dir
+
+    root = (cache or default_cache_dir()) / "sources" / hashlib.sha256(repo.encode()).hexdigest()[:16]
+    try:
+        with FileLock(str(root) + ".lock", timeout=300):
+            if not (root / ".git").exists():
+                subprocess.run(
+                    ["git", "clone", "--quiet", repo, str(root)], check=True, capture_output=True, timeout=600
+                )
+            subprocess.run(
+                ["git", "-C", str(root), "fetch", "--quiet", "--force", "origin", ref],
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+            subprocess.run(
+                ["git", "-C", str(root), "checkout", "--quiet", "--force", "FETCH_HEAD"],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        stderr = getattr(e, "stderr", b"") or b""
+        raise SourceError(
+            f"git source {repo}@{ref}: {stderr.decode(errors='replace').strip() or e}"
+        ) from None
+    return root
