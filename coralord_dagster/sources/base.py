@@ -56,10 +56,7 @@ class Source:
     files: tuple[str, ...] = ()
     check: CheckPolicy = field(default_factory=CheckPolicy)
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific: repo, revision, ref, endpoint
-
-    @property
-    def relocated(self) -> bool:
-        return self.base != self.uri
+    relocated: bool = False  # read from a CORALORD_SOURCE__<NAME> override instead of ``uri``
 
     @property
     def checker(self) -> str:
@@ -86,19 +83,30 @@ class Source:
 
     def open(self, relpath: str, mode: str = "rb") -> IO[bytes]:
         try:
-            return fsspec.open(self.url(relpath), mode).open()
+            url = self.url(relpath)
+            # block_size=0: stream over HTTP without requiring Range support
+            kwargs = {"block_size": 0} if scheme(url) in ("http", "https") else {}
+            return fsspec.open(url, mode, **kwargs).open()
         except (OSError, ValueError) as e:
             raise StorageError(
                 f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}"
             ) from e
 
     def read_parquet(self, relpath: str, columns: list[str] | None = None) -> pa.Table:
-        """Read one Parquet file of the source."""
-        with self.open(relpath) as f:
-            try:
+        """Read one Parquet file of the source.
+
+        Over HTTP the file is fetched whole (one request, no Range support needed): a pipeline reads
+        all of it anyway, and not every server or mirror answers range requests.
+        """
+        try:
+            if scheme(self.url(relpath)) in ("http", "https"):
+                with self.open(relpath) as f:
+                    source: Any = pa.BufferReader(f.read())
+                return pq.read_table(source, columns=columns)
+            with self.open(relpath) as f:
                 return pq.read_table(f, columns=columns)
-            except (pa.ArrowInvalid, OSError) as e:
-                raise StorageError(f"source {self.uri}: {relpath!r} is not readable Parquet: {e}") from e
+        except (pa.ArrowInvalid, OSError) as e:
+            raise StorageError(f"source {self.uri}: {relpath!r} is not readable Parquet: {e}") from e
 
     def describe(self) -> dict[str, Any]:
         """What lineage records about the source (never credentials)."""
@@ -133,13 +141,21 @@ def resolve_source(descriptor: LoadedDescriptor) -> Source:
         options = {"croissant": uri}
     else:  # pragma: no cover - the descriptor model admits no other kind
         raise TypeError(spec)
-    base = os.environ.get(override_variable(descriptor.name)) or uri
+    override = os.environ.get(override_variable(descriptor.name))
+    base = override or uri
     if "://" not in base:
         base = str(Path(base).expanduser().resolve())
-    if isinstance(spec, CroissantSource) and base == uri:
+    if isinstance(spec, CroissantSource) and not override:
         base = uri.rsplit("/", 1)[0]  # files named in a Croissant are relative to its folder
-        options["croissant"] = uri
-    return Source(kind=spec.kind, uri=uri, base=base, files=files, check=spec.check, options=options)
+    return Source(
+        kind=spec.kind,
+        uri=uri,
+        base=base,
+        files=files,
+        check=spec.check,
+        options=options,
+        relocated=bool(override),
+    )
 
 
 def git_checkout(repo: str, ref: str, cache: Path | None = None) -> Path:

@@ -28,7 +28,9 @@ def object_items(fs: Any, paths: list[str]) -> dict[str, dict[str, Any]]:
 @checker("s3")
 def check_s3(source: Source, previous: Fingerprint | None, timeout: float) -> Fingerprint:
     fs, root = fsspec.core.url_to_fs(
-        source.base, skip_instance_cache=True, connect_timeout=timeout, read_timeout=timeout
+        source.base,
+        skip_instance_cache=True,  # a fresh listing every check, not a cached one
+        config_kwargs={"connect_timeout": timeout, "read_timeout": timeout, "retries": {"max_attempts": 1}},
     )
     paths = [f"{root.rstrip('/')}/{f}" for f in source.files] or [root]
     try:

@@ -1,0 +1,145 @@
+"""The sources sensor against a real Dagster instance: changes rebuild, non-changes and failures don't."""
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from coralord_dagster.descriptor import load_descriptor
+from coralord_dagster.orchestration import CoralordResource, build_definitions
+from coralord_dagster.orchestration.factory import DATASETS_JOB
+from coralord_dagster.orchestration.sources import source_key
+from coralord_dagster.sources import override_variable
+from use_cases.huggingface_fmnist.fixture import make_fixture
+
+from .conftest import registry_tags
+from .servers import Behaviour, http_server
+
+
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
+    """One sensor evaluation, applied as the daemon would: observations recorded, runs executed."""
+    sensor = defs.resolve_sensor_def("coralord_sources")
+    result = sensor(
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources={"coralord": resource})
+    )
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    for run in result.run_requests or []:
+        assert defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags=run.tags).success
+    return result
+
+
+def skip(result: dg.SensorResult) -> str:
+    return result.skip_reason.skip_message if result.skip_reason else ""
+
+
+def latest_observation(instance: dg.DagsterInstance) -> dg.AssetObservation:
+    [record] = instance.fetch_observations(source_key("fashion_mnist"), limit=1, ascending=False).records
+    return record.asset_observation
+
+
+def every_second(use_case: Path) -> None:
+    path = use_case / "descriptor.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "  revision: refs/convert/parquet\n",
+            "  revision: refs/convert/parquet\n  check: {interval_seconds: 1}\n",
+        )
+    )
+
+
+def test_source_and_code_changes_rebuild_the_dataset(
+    fmnist, use_case_copy: Path, tmp_path: Path, monkeypatch
+):
+    every_second(use_case_copy)
+    resource = CoralordResource(registry=str(tmp_path / "reg"))
+    defs = build_definitions(use_case_copy.parent, resource=resource)
+    source_dir = Path(os.environ[override_variable("fashion_mnist")])
+    with dg.instance_for_test() as instance:
+        first = tick(defs, instance, resource, None)
+        assert [r.tags["coralord/reason"] for r in first.run_requests] == ["no version published yet"]
+        assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
+        obs = latest_observation(instance)
+        assert obs.metadata["coralord/fingerprint"].value
+        cursor = first.cursor
+
+        # Not due yet (interval 1 s), then due and unchanged: nothing runs, the skip says why.
+        assert skip(tick(defs, instance, resource, cursor)) == "no source due"
+        time.sleep(1.1)
+        same = tick(defs, instance, resource, cursor)
+        assert not same.run_requests and "unchanged" in skip(same)
+
+        # Touched, same bytes: no run, no version.
+        for f in source_dir.rglob("*.parquet"):
+            os.utime(f)
+        time.sleep(1.1)
+        touched = tick(defs, instance, resource, same.cursor)
+        assert not touched.run_requests
+
+        # New bytes: a run, a new version; its observation says what changed.
+        make_fixture(source_dir, seed=21)
+        time.sleep(1.1)
+        changed = tick(defs, instance, resource, touched.cursor)
+        [run] = changed.run_requests
+        assert (
+            "source changed: fashion_mnist/test/0000.parquet, fashion_mnist/train/0000.parquet"
+            in run.tags["coralord/reason"]
+        )
+        assert "fashion_mnist-v1.1.0" in registry_tags(tmp_path / "reg")
+        obs = latest_observation(instance)
+        assert obs.metadata["coralord/changed"].value is True
+
+        # A pipeline change: a run with the new code version, recorded in the Croissant.
+        pipeline = use_case_copy / "pipeline.py"
+        pipeline.write_text(
+            pipeline.read_text().replace(
+                "return pa.concat_tables(tables)", "return pa.concat_tables(tables).slice(0, 650)"
+            )
+        )
+        time.sleep(1.1)
+        recoded = tick(defs, instance, resource, changed.cursor)
+        [run] = recoded.run_requests
+        new_code = load_descriptor(use_case_copy).code_version()
+        assert new_code in run.tags["coralord/reason"]
+        ws = resource.workspace()
+        doc = ws.registry.read_file("fashion_mnist-v1.2.0", "datasets/fashion_mnist/croissant.json")
+        assert f'"coralord:codeVersion": "{new_code}"' in doc.decode()
+
+        # The same change seen again (e.g. a restarted sensor): the run key is the same, Dagster dedupes.
+        assert recoded.run_requests[0].run_key == run.run_key
+
+
+def test_a_failing_source_keeps_the_last_version_and_recovers(
+    fmnist, use_case_copy: Path, tmp_path: Path, monkeypatch
+):
+    every_second(use_case_copy)
+    source_dir = Path(os.environ[override_variable("fashion_mnist")])
+    files = {str(p.relative_to(source_dir)): p.read_bytes() for p in source_dir.rglob("*.parquet")}
+    behaviour = Behaviour(files=files)
+    resource = CoralordResource(registry=str(tmp_path / "reg"))
+    with http_server(behaviour) as url, dg.instance_for_test() as instance:
+        monkeypatch.setenv(override_variable("fashion_mnist"), url)
+        defs = build_definitions(use_case_copy.parent, resource=resource)
+        first = tick(defs, instance, resource, None)
+        assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
+
+        for failure in ({"status": 500}, {"delay_s": 12.0}):
+            for k, v in failure.items():
+                setattr(behaviour, k, v)
+            time.sleep(1.1)
+            failed = tick(defs, instance, resource, first.cursor)
+            assert not failed.run_requests and "check failed, retrying next tick" in skip(failed)
+            obs = latest_observation(instance)
+            assert "the last version is kept" in obs.metadata["coralord/status"].value
+            assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
+            behaviour.status, behaviour.delay_s = None, 0.0
+
+        # Back up with new content: it recovers on its own and publishes.
+        behaviour.files = {k: v + b"" for k, v in files.items()}
+        src = make_fixture(tmp_path / "new", seed=5)
+        behaviour.files = {str(p.relative_to(src)): p.read_bytes() for p in src.rglob("*.parquet")}
+        time.sleep(1.1)
+        recovered = tick(defs, instance, resource, first.cursor)
+        assert len(recovered.run_requests) == 1
+        assert "fashion_mnist-v1.1.0" in registry_tags(tmp_path / "reg")
