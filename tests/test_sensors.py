@@ -18,8 +18,8 @@ from coralord_dagster.use_case import publish_descriptor, run_pipeline
 from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
 
-from .conftest import BIN, free_port, registry_tags
-from .helpers import asset_of, dagster_dev, run_ok
+from .conftest import free_port, registry_tags
+from .helpers import asset_of, dagster_dev
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
@@ -85,10 +85,20 @@ def test_subset_files_added_edited_and_removed(fmnist, use_case_copy: Path, tmp_
 
 
 @pytest.mark.slow
-def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case_copy: Path, tmp_path: Path):
+def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
+    fmnist, use_case_copy: Path, tmp_path: Path
+):
+    """dagster dev (webserver + daemon): new subset files, touched and replaced sources, on their own."""
     for f in (use_case_copy / "subsets").glob("*.yaml"):
         if f.stem != "pullover":
             f.unlink()
+    descriptor = use_case_copy / "descriptor.yaml"
+    descriptor.write_text(
+        descriptor.read_text().replace(
+            "  revision: refs/convert/parquet\n",
+            "  revision: refs/convert/parquet\n  check: {interval_seconds: 1}\n",
+        )
+    )
     registry = tmp_path / "reg"
     publish_descriptor(load_descriptor(use_case_copy), Workspace.open(registry, create=True))
     module = tmp_path / "deployment.py"
@@ -104,21 +114,23 @@ def test_a_running_deployment_publishes_a_new_subset_on_its_own(fmnist, use_case
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = dict(os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry))
+    source = Path(os.environ[override_variable("fashion_mnist")])
     with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=free_port()) as proc:
         wait_for_tag(registry, "fashion_mnist/pullover-v1.0.0", proc)
         # Dropped into the running deployment: picked up without restart or code change.
         (use_case_copy / "subsets" / "sneaker.yaml").write_text("description: Sneakers.\nwhere: label = 7\n")
         wait_for_tag(registry, "fashion_mnist/sneaker-v1.0.0", proc)
-        # The parent gets new rows and is materialized through Dagster (while the sneaker run may
-        # still be finishing): the subsets follow, because their lineage names an older parent.
-        make_fixture(Path(os.environ[override_variable("fashion_mnist")]), seed=11)
-        dagster = str(BIN / "dagster")
-        run_ok(
-            [dagster, "asset", "materialize", "-f", str(module), "--select", "fashion_mnist"],
-            cwd=tmp_path,
-            env=env,
-        )
-        assert "fashion_mnist-v1.1.0" in registry_tags(registry)
+
+        # Touched source files, same bytes: checked several times, nothing new is published.
+        tags = registry_tags(registry)
+        for f in source.rglob("*.parquet"):
+            os.utime(f)
+        time.sleep(25)
+        assert registry_tags(registry) == tags
+
+        # Replaced source files: a new parent version, and the subsets follow it (lineage).
+        make_fixture(source, seed=11)
+        wait_for_tag(registry, "fashion_mnist-v1.1.0", proc)
         for name in ("pullover", "sneaker"):
             wait_for_tag(registry, f"fashion_mnist/{name}-v1.1.0", proc)
             manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
