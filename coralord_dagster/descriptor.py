@@ -24,6 +24,14 @@ from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineE
 from coralord_dagster.naming import validate_name
 
 DESCRIPTOR_FILE = "descriptor.yaml"
+# libyaml's loader when the wheel has it: sensors re-read every descriptor on every tick.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
+
 SUBSETS_DIR = "subsets"
 
 
@@ -285,7 +293,7 @@ def _hint(err: ErrorDetails) -> str:
 def _parse(text: str, path: Path, model: type[M]) -> M:
     """Validate YAML ``text`` read from ``path`` as ``model``; errors name the file and the field."""
     try:
-        data = yaml.safe_load(text)
+        data = _yaml_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -354,7 +362,7 @@ def load_subsets(desc: LoadedDescriptor) -> list[LoadedSubset]:
         except OSError as e:
             raise DescriptorError(f"{path}: cannot read subset ({e.strerror or e})") from None
         try:
-            data = yaml.safe_load(text)
+            data = _yaml_load(text)
         except yaml.YAMLError:
             data = None  # _parse reports it with the line
         if isinstance(data, dict) and "name" not in data:

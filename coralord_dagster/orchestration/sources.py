@@ -77,15 +77,27 @@ def observation_metadata(fp: Fingerprint, previous: Fingerprint | None) -> dict[
     }
 
 
-def _published(coralord: CoralordResource, name: str) -> tuple[str | None, str | None]:
-    """Source fingerprint and code version of the latest published version (None if none)."""
-    ws = coralord.workspace()
-    latest = ws.registry.latest(name)
-    if latest is None:
-        return None, None
-    manifest = ws.registry.manifest(latest)
-    fp = manifest.sources[0].get("fingerprint") if manifest.sources else None
-    return fp, manifest.code_version
+class _Published:
+    """What is published, read from the registry at most once per tick (one listing of its tags)."""
+
+    def __init__(self, coralord: CoralordResource) -> None:
+        self.coralord = coralord
+        self._latest: dict[str, Any] | None = None
+
+    def baseline(self, name: str) -> tuple[str | None, str | None]:
+        """Source fingerprint and code version of the latest published version (None if none)."""
+        if self._latest is None:
+            self.ws = self.coralord.workspace()
+            self._latest = {}
+            for v in self.ws.registry.all_versions():
+                if v.name not in self._latest or v.version > self._latest[v.name].version:
+                    self._latest[v.name] = v
+        latest = self._latest.get(name)
+        if latest is None:
+            return None, None
+        manifest = self.ws.registry.manifest(latest)
+        fp = manifest.sources[0].get("fingerprint") if manifest.sources else None
+        return fp, manifest.code_version
 
 
 def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefinition:
@@ -113,6 +125,7 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
             except CoralordError as e:
                 notes.append(f"{desc.name}: {e}")
         results = check_many([(d.name, s, p) for d, s, p in due])
+        published = _Published(coralord)
         events: list[dg.AssetObservation] = []
         runs: list[dg.RunRequest] = []
         for desc, _source, previous in due:
@@ -135,7 +148,7 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
                 continue
             try:
                 code = desc.code_version()
-                reasons = _reasons(coralord, desc.name, result, previous, code, entry.get("code"))
+                reasons = _reasons(published, desc.name, result, previous, code, entry.get("code"))
             except CoralordError as e:
                 notes.append(f"{desc.name}: {e}")
                 continue
@@ -171,7 +184,7 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
 
 
 def _reasons(
-    coralord: CoralordResource,
+    published: _Published,
     name: str,
     fp: Fingerprint,
     previous: Fingerprint | None,
@@ -180,7 +193,7 @@ def _reasons(
 ) -> list[str]:
     """Why the dataset must be rebuilt; empty when its source and code are what was last built."""
     if previous is None:  # first check since the sensor started: compare with what is published
-        published_fp, published_code = _published(coralord, name)
+        published_fp, published_code = published.baseline(name)
         if published_fp is None and published_code is None:
             return ["no version published yet"]
         reasons = []

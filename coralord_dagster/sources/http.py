@@ -16,7 +16,7 @@ from coralord_dagster.sources.base import Source, SourceError
 from coralord_dagster.sources.fingerprint import Fingerprint, checker, make
 
 # One pool for the process: connections are reused across files, sources and sensor ticks.
-POOL = urllib3.PoolManager(num_pools=64, maxsize=16, retries=False)
+POOL = urllib3.PoolManager(num_pools=64, maxsize=64, retries=False)
 
 
 def http_file(
