@@ -54,7 +54,7 @@ class CoralordIOManager(dg.ConfigurableIOManager):
                 .publisher()
                 .publish(obj.data, obj.info, obj.provenance, part_rows=obj.part_rows)
             )
-            self._report(context, obj.info.name, result)
+            self._report(context, obj.info.name, result, obj.info)
             return
         name = "/".join(context.asset_key.path)
         meta = context.definition_metadata or {}
@@ -63,17 +63,17 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         prov = Provenance(code_version=code_version, run_id=context.run_id)
         part_rows = None
         result = self.coralord.workspace().publisher().publish(obj, info, prov, part_rows=part_rows)
-        self._report(context, name, result)
+        self._report(context, name, result, info)
 
     @staticmethod
-    def _report(context: dg.OutputContext, name: str, result: PublishResult) -> None:
+    def _report(context: dg.OutputContext, name: str, result: PublishResult, info: DatasetInfo) -> None:
         context.log.info(
             f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
             f"{result.stats.parts_reused} reused)"
         )
         for warning in result.warnings:
             context.log.warning(warning)
-        context.add_output_metadata(publish_metadata(result))
+        context.add_output_metadata(publish_metadata(result, info))
 
     @staticmethod
     def _plain_dataset_info(context: dg.OutputContext, name: str, meta: Mapping[str, Any]) -> DatasetInfo:

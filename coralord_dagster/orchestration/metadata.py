@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
+from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.publish import PublishResult
 
 
@@ -20,11 +21,19 @@ def redact_url(url: str) -> str:
     return url
 
 
-def column_schema(fields: list[dict[str, Any]]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f["name"], f["type"]) for f in fields])
+def column_schema(
+    fields: list[dict[str, Any]], docs: dict[str, dict[str, Any]] | None = None
+) -> dg.TableSchema:
+    docs = docs or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f["name"], f["type"], description=docs.get(f["name"], {}).get("description"))
+            for f in fields
+        ]
+    )
 
 
-def publish_metadata(result: PublishResult) -> dict[str, Any]:
+def publish_metadata(result: PublishResult, info: DatasetInfo | None = None) -> dict[str, Any]:
     m = result.manifest
     return {
         "coralord/status": result.summary,
@@ -42,5 +51,5 @@ def publish_metadata(result: PublishResult) -> dict[str, Any]:
         "coralord/storage_url": redact_url(result.storage_url),
         "coralord/croissant": dg.MetadataValue.json(result.croissant),
         "dagster/row_count": m.rows,
-        "dagster/column_schema": column_schema(m.fields),
+        "dagster/column_schema": column_schema(m.fields, info.columns if info else None),
     }

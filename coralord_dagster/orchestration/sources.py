@@ -71,7 +71,6 @@ def observation_metadata(fp: Fingerprint, previous: Fingerprint | None) -> dict[
     return {
         "coralord/checked_at": _iso(fp.checked_at),
         "coralord/fingerprint": fp.value,
-        "coralord/changed": previous is None or previous.value != fp.value,
         "coralord/changes": dg.MetadataValue.json(fp.changes_from(previous)),
         "coralord/details": dg.MetadataValue.json(fp.details.get("items", {})),
     }
@@ -155,6 +154,7 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
             entry.update(fingerprint=result.to_json(), code=code, checked=now, error=None)
             metadata = observation_metadata(result, previous)
             metadata["coralord/status"] = "; ".join(reasons) if reasons else "unchanged"
+            metadata["coralord/changed"] = bool(reasons)  # i.e. the dataset is being rebuilt
             events.append(
                 dg.AssetObservation(
                     asset_key=source_key(desc.name), metadata=metadata, tags={DATA_VERSION_TAG: result.value}
