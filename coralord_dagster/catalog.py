@@ -99,6 +99,26 @@ class Catalog:
         with self.connect() as con:
             return con.execute(sql, params or []).fetchall()
 
+    def search(self, text: str) -> list[dict[str, Any]]:
+        """Datasets whose name, description, field names or tags contain ``text`` (case-insensitive)."""
+        like = f"%{text}%"
+        rows = self.query(
+            """
+            WITH hits AS (
+                SELECT name, 'name' AS matched FROM datasets WHERE name ILIKE ?
+                UNION SELECT name, 'description' FROM datasets WHERE description ILIKE ?
+                UNION SELECT DISTINCT name, 'field ' || field FROM fields WHERE field ILIKE ?
+                UNION SELECT DISTINCT name, 'tag ' || tag FROM versions WHERE tag ILIKE ?
+            )
+            SELECT d.name, d.latest_version, d.description, list(DISTINCT h.matched ORDER BY h.matched)
+            FROM hits h JOIN datasets d USING (name)
+            GROUP BY d.name, d.latest_version, d.description
+            ORDER BY d.name
+            """,
+            [like, like, like, like],
+        )
+        return [{"name": n, "latest_version": v, "description": d, "matched": m} for n, v, d, m in rows]
+
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every table's rows in a stable order (used to compare catalogs)."""
         return {t: self.query(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}

@@ -17,7 +17,9 @@ import click
 
 from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import load_descriptor
+from coralord_dagster.diff import diff_versions
 from coralord_dagster.errors import CoralordError
+from coralord_dagster.garbage import DEFAULT_GRACE_S, collect
 from coralord_dagster.naming import Ref
 from coralord_dagster.use_case import publish_descriptor
 from coralord_dagster.workspace import Workspace
@@ -202,6 +204,85 @@ def verify_cmd(ctx: click.Context, ref: str, fast: bool) -> None:
         sys.exit(1)
     how = "sizes" if fast else "sha256"
     click.echo(f"OK {ds.name} v{ds.version}: {len(ds.manifest.parts)} part(s) verified ({how})")
+
+
+@cli.command("diff")
+@click.argument("ref_a")
+@click.argument("ref_b")
+@click.option("--key", "keys", multiple=True, help="Key column identifying a row (repeat for several).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=1000, show_default=True, help="At most this many keys listed per kind.")
+@click.pass_context
+@handle_errors
+def diff_cmd(
+    ctx: click.Context, ref_a: str, ref_b: str, keys: tuple[str, ...], as_json: bool, limit: int
+) -> None:
+    """Schema changes and rows added/removed/changed from NAME@A to NAME@B.
+
+    Exit code 0 when the versions hold the same data, 1 when they differ (like diff(1)).
+    """
+    ws = _workspace(ctx)
+    a = open_dataset(ref_a, workspace=ws)
+    b = open_dataset(ref_b if "@" in ref_b else f"{a.name}@{ref_b}", workspace=ws)
+    d = diff_versions(a, b, list(keys), limit=limit)
+    if as_json:
+        _echo_json(d.to_json())
+    else:
+        click.echo(f"{d.a} -> {d.b}: {d.summary()}")
+        click.echo(
+            f"rows {d.rows_a} -> {d.rows_b}; parts shared {d.parts_shared}, compared {d.parts_compared}"
+        )
+        for kind in ("added", "removed", "changed"):
+            listed = getattr(d, f"keys_{kind}")
+            if listed:
+                click.echo(f"{kind}: {', '.join(str(k) for k in listed)}")
+    sys.exit(0 if d.identical else 1)
+
+
+@cli.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only list the parts that would be deleted.")
+@click.option(
+    "--grace",
+    default=DEFAULT_GRACE_S,
+    show_default=True,
+    help="Keep unreferenced parts younger than this many seconds (a publish may be under way).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def gc_cmd(ctx: click.Context, dry_run: bool, grace: int, as_json: bool) -> None:
+    """Delete stored parts that no tagged version references."""
+    report = collect(_workspace(ctx), dry_run=dry_run, grace_s=grace)
+    if as_json:
+        _echo_json(report.to_json())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for sha, size in report.unreferenced:
+        click.echo(f"{verb} {sha} ({size} bytes)")
+    click.echo(
+        f"{verb} {len(report.unreferenced)} part(s), {report.bytes} bytes; kept {report.referenced} "
+        f"referenced and {report.too_young} younger than {grace} s"
+    )
+
+
+@cli.command("search")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def search_cmd(ctx: click.Context, text: str, as_json: bool) -> None:
+    """Datasets whose name, description, field names or tags contain TEXT."""
+    ws = _workspace(ctx)
+    if not ws.catalog.path.exists():
+        ws.catalog.rebuild(ws.registry)  # the catalog is derived: build it on first use
+    hits = ws.catalog.search(text)
+    if as_json:
+        _echo_json(hits)
+        return
+    for h in hits:
+        click.echo(f"{h['name']:<32} v{h['latest_version']:<8} matched {', '.join(h['matched'])}")
+    if not hits:
+        click.echo(f"nothing matches {text!r}")
 
 
 @cli.command("validate")

@@ -73,7 +73,12 @@ def test_downstream_assets_load_latest_or_pinned_versions(
     monkeypatch.setenv(
         "CORALORD_SOURCE__FASHION_MNIST", str(make_fixture(tmp_path / "v2", {"train": 50, "test": 10}))
     )
-    dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources(resource))
+    second = dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources(resource))
+    meta = materialization(second, "fashion_mnist").metadata
+    assert meta["coralord/version"].value == "v1.1.0"
+    diff = meta["coralord/diff_json"].value  # the diff against the previous version, row level
+    assert diff["rows"]["a"] == 700 and diff["rows"]["b"] == 60 and diff["rows"]["removed"] >= 640
+    assert meta["coralord/diff"].value.startswith("+")
 
     seen: dict[str, object] = {}
 

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from coralord_dagster.client import open_dataset
 from coralord_dagster.croissant import DatasetInfo
+from coralord_dagster.diff import diff_versions
 from coralord_dagster.orchestration.metadata import publish_metadata
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.publish import Provenance, PublishResult, Versioned
@@ -65,15 +66,24 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         result = self.coralord.workspace().publisher().publish(obj, info, prov, part_rows=part_rows)
         self._report(context, name, result, info)
 
-    @staticmethod
-    def _report(context: dg.OutputContext, name: str, result: PublishResult, info: DatasetInfo) -> None:
+    def _report(self, context: dg.OutputContext, name: str, result: PublishResult, info: DatasetInfo) -> None:
         context.log.info(
             f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
             f"{result.stats.parts_reused} reused)"
         )
         for warning in result.warnings:
             context.log.warning(warning)
-        context.add_output_metadata(publish_metadata(result, info))
+        metadata = publish_metadata(result, info)
+        previous = result.manifest.previous
+        if result.created and previous:
+            ws = self.coralord.workspace()
+            d = diff_versions(
+                open_dataset(f"{name}@v{previous['version']}", workspace=ws),
+                open_dataset(f"{name}@v{result.version}", workspace=ws),
+            )
+            metadata["coralord/diff"] = d.summary()
+            metadata["coralord/diff_json"] = dg.MetadataValue.json(d.to_json())
+        context.add_output_metadata(metadata)
 
     @staticmethod
     def _plain_dataset_info(context: dg.OutputContext, name: str, meta: Mapping[str, Any]) -> DatasetInfo:
