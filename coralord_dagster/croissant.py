@@ -118,20 +118,39 @@ def _data_type(t: pa.DataType, semantic: str | None) -> str | list[str]:
 
 
 def column_statistics(table: pa.Table) -> dict[str, dict[str, Any]]:
-    """Per-column statistics recorded in the Croissant and the catalog."""
-    stats: dict[str, dict[str, Any]] = {}
-    for name in table.column_names:
-        col = table.column(name)
-        s: dict[str, Any] = {"count": len(col) - col.null_count, "nulls": col.null_count}
-        t = col.type
-        if (pa.types.is_integer(t) or pa.types.is_floating(t)) and len(col) - col.null_count > 0:
-            mm = pc.min_max(col)
-            s["min"], s["max"] = mm["min"].as_py(), mm["max"].as_py()
-            s["mean"] = pc.mean(col).as_py()
-        if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
-            s["distinct"] = pc.count_distinct(col).as_py()
-        stats[name] = s
-    return stats
+    """Per-column statistics recorded in the Croissant: one parallel DuckDB pass over the table.
+
+    ``distinct`` is HyperLogLog's estimate (``approx_count_distinct``), exact for small cardinalities.
+    """
+    import duckdb
+
+    aggregates: list[str] = []
+    wanted: list[tuple[str, str]] = []
+    for f in table.schema:
+        q = '"' + f.name.replace('"', '""') + '"'
+        stats = ["count"]
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+            stats += ["min", "max", "avg"]
+        if pa.types.is_primitive(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            stats.append("approx_count_distinct")
+        for stat in stats:
+            aggregates.append(f"{stat}({q})")
+            wanted.append((f.name, stat))
+    if not aggregates:
+        return {}
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        row = con.sql(f"SELECT {', '.join(aggregates)} FROM t").fetchall()[0]
+    finally:
+        con.close()
+    names = {"count": "count", "min": "min", "max": "max", "avg": "mean", "approx_count_distinct": "distinct"}
+    out: dict[str, dict[str, Any]] = {f.name: {} for f in table.schema}
+    for (col, stat), value in zip(wanted, row, strict=True):
+        out[col][names[stat]] = value.item() if hasattr(value, "item") else value
+    for col in out:
+        out[col]["nulls"] = table.num_rows - out[col]["count"]
+    return out
 
 
 def _value_counts(table: pa.Table, column: str) -> dict[str, int]:
@@ -146,6 +165,7 @@ def build_croissant(
     *,
     local_links: bool,
     date_published: str,
+    stats: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Croissant 1.1 JSON-LD of ``manifest`` (``table`` is the version's data, for statistics).
 
@@ -177,7 +197,7 @@ def build_croissant(
         }
     )
 
-    stats = column_statistics(table)
+    stats = stats if stats is not None else column_statistics(table)
     record_sets: list[dict[str, Any]] = []
     fields: list[dict[str, Any]] = []
     for f in manifest.schema:

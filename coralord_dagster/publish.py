@@ -118,7 +118,10 @@ class Publisher:
             self._check_splits(table, info)
         hashes = row_hashes(table)
         chunking = Chunking.for_table(table, part_rows)
-        parts, stats = self.store.write_table(table, chunking, hashes)
+        column_stats = cr.column_statistics(table)
+        parts, stats = self.store.write_table(
+            table, chunking, hashes, dictionary_columns(column_stats, table.num_rows)
+        )
         draft = Manifest(
             name=name,
             version="0.0.0",
@@ -167,7 +170,12 @@ class Publisher:
                 ),
             )
             doc = cr.build_croissant(
-                manifest, info, table, local_links=self.store.is_local, date_published=manifest.created[:10]
+                manifest,
+                info,
+                table,
+                local_links=self.store.is_local,
+                date_published=manifest.created[:10],
+                stats=column_stats,
             )
             files = {
                 "manifest.json": manifest.dumps().encode(),
@@ -236,6 +244,15 @@ class Publisher:
                 log.warning(warnings[-1])
         self._push()
         return warnings
+
+
+def dictionary_columns(stats: dict[str, dict[str, Any]], rows: int) -> list[str]:
+    """Columns worth dictionary encoding: few distinct values (a dictionary page of at most ~1 MiB)."""
+    return [
+        c
+        for c, s in stats.items()
+        if s.get("distinct") is not None and s["distinct"] <= min(rows // 2, 131072)
+    ]
 
 
 def changes_line(m: Manifest) -> str:
