@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from coralord_dagster.errors import CoralordError, IntegrityError
 from coralord_dagster.metered import MeteredFileSystem
+from coralord_dagster.pruning import prune
 from coralord_dagster.store import PartRef, PartStore
 
 
@@ -75,6 +76,7 @@ class ReadStats:
     bytes_from_storage: int = 0
     parts_read: int = 0
     parts_from_cache: int = 0
+    parts_skipped: int = 0
 
 
 class PartCache:
@@ -147,6 +149,9 @@ def read_parts(
     """The rows of ``parts`` matching ``where``, with ``columns``, in the version's row order."""
     validate_query(schema, columns, where, what)
     stats = ReadStats()
+    kept = prune(parts, where)  # parts whose min/max rule the predicate out are never opened
+    stats.parts_skipped = len(parts) - len(kept)
+    parts = kept
     select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
     predicate = f" WHERE ({where})" if where else ""
     partial = bool(columns or where)
@@ -169,8 +174,8 @@ def read_parts(
     finally:
         con.close()
     stats.bytes_from_storage = metered.bytes_read if metered else 0
-    out = pa.concat_tables(tables) if tables else schema.empty_table()
     target = pa.schema([schema.field(c) for c in columns]) if columns else schema
+    out = pa.concat_tables(tables) if tables else target.empty_table()
     if not out.schema.equals(target, check_metadata=False):
         out = out.cast(target)
     return out.replace_schema_metadata(target.metadata), stats

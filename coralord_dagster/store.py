@@ -31,19 +31,45 @@ _REMOTE_READ_DEFAULTS = {"s3": {"default_cache_type": "none"}, "gcs": {"cache_ty
 
 @dataclass(frozen=True)
 class PartRef:
-    """One stored part, as listed in a manifest."""
+    """One stored part, as listed in a manifest (``stats``: column → [min, max], for pruning)."""
 
     sha256: str
     url: str
     rows: int
     bytes: int
+    stats: dict[str, list[Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "url": self.url, "rows": self.rows, "bytes": self.bytes}
+        out: dict[str, Any] = {"sha256": self.sha256, "url": self.url, "rows": self.rows, "bytes": self.bytes}
+        if self.stats:
+            out["stats"] = self.stats
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PartRef:
-        return cls(d["sha256"], d["url"], int(d["rows"]), int(d["bytes"]))
+        return cls(d["sha256"], d["url"], int(d["rows"]), int(d["bytes"]), d.get("stats"))
+
+
+def part_statistics(data: bytes) -> dict[str, list[Any]]:
+    """Min and max per top-level column, from the footer of a part just written (no data scan)."""
+    meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+    out: dict[str, list[Any]] = {}
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            st = chunk.statistics
+            if "." in chunk.path_in_schema or st is None or not st.has_min_max:
+                continue
+            lo, hi = st.min, st.max
+            if not all(isinstance(v, (int, float, str)) and v == v for v in (lo, hi)):  # v == v: not NaN
+                continue
+            name = chunk.path_in_schema
+            if name in out:
+                out[name] = [min(out[name][0], lo), max(out[name][1], hi)]
+            else:
+                out[name] = [lo, hi]
+    return out
 
 
 @dataclass
@@ -156,7 +182,7 @@ class PartStore:
             fresh = not self.exists(sha)
             if fresh:
                 self._put(sha, data)
-            return PartRef(sha, self.part_url(sha), span[1], len(data)), fresh
+            return PartRef(sha, self.part_url(sha), span[1], len(data), part_statistics(data) or None), fresh
 
         # Serialization and hashing release the GIL: parts are written in parallel.
         with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:

@@ -79,9 +79,10 @@ def test_partial_reads_from_s3_read_little_and_cache_everything(s3, tmp_path: Pa
     assert str(result.version) == "1.1.0"
     v2 = open_dataset("wide", columns=["c1", "c2"], where=where, workspace=ws2)
     v2.to_arrow()
-    # Only the edited part is new; the edit lies outside the window, so only its footer is read.
-    assert v2.last_read.parts_from_cache == v2.last_read.parts_read - 1
-    assert 0 < v2.last_read.bytes_from_storage <= 64 * 1024
+    # Only the edited part is new, and it lies outside the window: its statistics rule it out, so
+    # nothing is read from storage at all; every part in the window comes from the cache.
+    assert v2.last_read.parts_from_cache == v2.last_read.parts_read
+    assert v2.last_read.bytes_from_storage == 0 and v2.last_read.parts_skipped > 0
 
 
 @pytest.mark.parametrize(
@@ -169,3 +170,27 @@ def test_get_from_a_registry_given_as_a_git_url(s3, tmp_path: Path, bare_remote:
         )
         assert second.returncode == 0 and "(0 bytes read from storage" in second.stderr, second.stderr
         assert Registry.open(url, cache_dir=cache).read_only
+
+
+def test_parts_ruled_out_by_their_statistics_are_never_opened(ws: Workspace):
+    from coralord_dagster.pruning import conditions, prune
+
+    publish_wide(ws, wide_table(50_000))
+    parts = open_dataset("wide", workspace=ws).manifest.parts
+    assert len(parts) > 3 and all(p.stats and "id" in p.stats for p in parts)
+    kept = prune(parts, "id >= 10000 AND id < 12000 AND c1 > -5")
+    assert 0 < len(kept) < len(parts) / 2
+    assert all(p.stats["id"][1] >= 10000 and p.stats["id"][0] < 12000 for p in kept)
+    # What cannot be decided from bounds keeps every part.
+    for undecidable in ("id % 7 = 0", "id = 5 OR c1 = 3", "NOT (id = 5)", "lower(CAST(id AS VARCHAR)) = '5'"):
+        assert prune(parts, undecidable) == parts, undecidable
+    assert conditions("2 < id AND label IN (1, 2) AND id BETWEEN 3 AND 9") == [
+        ("id", "COMPARE_GREATERTHAN", 2),
+        ("label", "IN", [1, 2]),
+        ("id", "BETWEEN", (3, 9)),
+    ]
+    ds = open_dataset("wide", columns=["id"], where="id >= 10000 AND id < 12000", workspace=ws)
+    assert ds.to_arrow().column("id").to_pylist() == list(range(10000, 12000))
+    assert ds.last_read.parts_skipped == len(parts) - len(kept)
+    none = open_dataset("wide", columns=["id"], where="id > 10000000", workspace=ws)
+    assert none.to_arrow().num_rows == 0 and none.last_read.parts_read == 0

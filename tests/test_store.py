@@ -2,6 +2,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -70,3 +71,22 @@ def test_a_flipped_byte_is_detected(tmp_path: Path):
         store.read_table(parts, verify=True)
     path.unlink()
     assert "is missing" in store.check(parts[0], fast=True)
+
+
+def test_a_one_percent_edit_reuses_most_parts(tmp_path: Path):
+    """Inserts, deletes and updates (1% of rows) at several places: at least 90% of parts are reused."""
+    store = PartStore(str(tmp_path))
+    base = table(100_000)
+    before, _ = store.write_table(base, Chunking(1024))
+    df = base.to_pandas()
+    df = df.drop(index=range(20_000, 20_200))  # 200 rows deleted
+    df.loc[50_000:50_299, "value"] = -1.0  # 300 rows updated
+    df.loc[80_000:80_199, "text"] = "changed"  # 200 rows updated
+    inserted = table(300, start=10**7).to_pandas()
+    df = pd.concat([df.iloc[:60_000], inserted, df.iloc[60_000:]])  # 300 rows inserted
+    edited = pa.Table.from_pandas(df, preserve_index=False).cast(base.schema)  # pandas 3 retypes strings
+    after, stats = store.write_table(edited, Chunking(1024))
+    old = {p.sha256 for p in before}
+    reused = sum(p.sha256 in old for p in after)
+    assert reused / len(after) >= 0.9, (reused, len(after))
+    assert stats.bytes_written <= 0.1 * sum(p.bytes for p in after)
