@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from filelock import FileLock
 
 from coralord_dagster.errors import CoralordError
@@ -162,14 +163,20 @@ def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, crois
                 croissant,
             ],
         )
-        con.executemany(
-            "INSERT INTO parts VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-            [[p.sha256, p.url, p.rows, p.bytes] for p in m.parts],
+        # Parts go in as one Arrow table, not row by row: a version can list hundreds of them.
+        parts = pa.table(
+            {
+                "sha256": [p.sha256 for p in m.parts],
+                "url": [p.url for p in m.parts],
+                "rows": pa.array([p.rows for p in m.parts], pa.int64()),
+                "bytes": pa.array([p.bytes for p in m.parts], pa.int64()),
+                "ordinal": pa.array(range(len(m.parts)), pa.int32()),
+            }
         )
-        con.executemany(
-            "INSERT INTO version_parts VALUES (?,?,?,?)",
-            [[info.name, v, i, p.sha256] for i, p in enumerate(m.parts)],
-        )
+        con.register("new_parts", parts)
+        con.execute("INSERT INTO parts SELECT sha256, url, rows, bytes FROM new_parts ON CONFLICT DO NOTHING")
+        con.execute("INSERT INTO version_parts SELECT ?, ?, ordinal, sha256 FROM new_parts", [info.name, v])
+        con.unregister("new_parts")
         con.executemany(
             "INSERT INTO fields VALUES (?,?,?,?,?)",
             [[info.name, v, i, f["name"], f["type"]] for i, f in enumerate(m.fields)],

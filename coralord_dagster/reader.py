@@ -165,6 +165,12 @@ def read_parts(
         con.execute("SET enable_external_file_cache = false")
     tables = []
     try:
+        if metered is None and parts:
+            # Local parts: one query over all files, read in parallel, in the version's row order.
+            files = ", ".join(sql_literal(store.part_path(p.sha256)) for p in parts)
+            tables.append(_query(con, select, f"[{files}]", predicate, parts[0], literal=True))
+            stats.parts_read = len(parts)
+            parts = []
         with _progress(len(parts), "reading") as bar:
             for part in parts:
                 tables.append(
@@ -216,11 +222,19 @@ def _read_part(
 
 
 def _query(
-    con: duckdb.DuckDBPyConnection, select: str, location: str, predicate: str, part: PartRef
+    con: duckdb.DuckDBPyConnection,
+    select: str,
+    location: str,
+    predicate: str,
+    part: PartRef,
+    *,
+    literal: bool = False,
 ) -> pa.Table:
+    source = location if literal else sql_literal(location)
     try:
-        return con.sql(
-            f"SELECT {select} FROM read_parquet({sql_literal(location)}){predicate}"
-        ).to_arrow_table()
+        return con.sql(f"SELECT {select} FROM read_parquet({source}){predicate}").to_arrow_table()
     except duckdb.IOException as e:
-        raise IntegrityError(f"part {part.sha256} cannot be read: {str(e).splitlines()[0]}") from None
+        which = "a part" if literal else f"part {part.sha256}"
+        raise IntegrityError(
+            f"{which} cannot be read: {str(e).splitlines()[0]}; run 'coralord verify'"
+        ) from None
