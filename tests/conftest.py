@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from coralord_dagster.registry import Registry
 from coralord_dagster.sources import override_variable
 from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
+
+from .helpers import wait_for_http
 
 REPO = Path(__file__).resolve().parent.parent
 FMNIST = REPO / "use_cases" / "huggingface_fmnist"
@@ -91,16 +92,11 @@ def s3_server() -> Iterator[str]:
         start_new_session=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.1)
+    try:
+        wait_for_http(endpoint + "/moto-api/", timeout=30, proc=proc)
+    except RuntimeError:
+        proc.kill()
+        raise
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)

@@ -72,3 +72,21 @@ def dagster_dev(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def wait_for_http(url: str, timeout: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``url`` answers (a server this test started is up); fails if ``proc`` exits first."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the server for {url} exited") from None
+            if time.time() > deadline:
+                raise RuntimeError(f"{url} did not answer within {timeout} s") from None
+            time.sleep(0.2)

@@ -4,13 +4,12 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from .conftest import BIN, REPO, free_port
-from .helpers import dagster_dev, run_ok
+from .helpers import dagster_dev, run_ok, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -62,14 +61,7 @@ def test_ui_shows_version_croissant_and_source_checks(chromium: str, tmp_path: P
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with dagster_dev(REPO / "workspace.yaml", cwd=REPO, env=env, port=port), sync_playwright() as pw:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(base + "/server_info", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline, "the webserver did not come up"
-                time.sleep(0.5)
+        wait_for_http(base + "/server_info", timeout=90)
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
