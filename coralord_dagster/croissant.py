@@ -337,6 +337,17 @@ def _derivation(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def trim_parts(doc: dict[str, Any], keep: int) -> dict[str, Any]:
+    """A copy of ``doc`` with only its first ``keep`` parts (for validating its shape cheaply)."""
+    out = json.loads(json.dumps(doc))
+    files = [d for d in out["distribution"] if d.get("@type") == "cr:FileObject"][:keep]
+    sets = [d for d in out["distribution"] if d.get("@type") == "cr:FileSet"]
+    for fs in sets:
+        fs["includes"] = fs["includes"][:keep]
+    out["distribution"] = files + sets
+    return out
+
+
 def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 

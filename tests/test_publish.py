@@ -157,3 +157,19 @@ def test_publish_pushes_version_and_tag_to_the_remote(fmnist, tmp_path: Path, ba
     remote = git.Repo(bare_remote)
     assert [t.name for t in remote.tags] == ["fashion_mnist-v1.0.0"]
     assert remote.git.show("fashion_mnist-v1.0.0:datasets/fashion_mnist/manifest.json").startswith("{")
+
+
+def test_validation_copy_keeps_the_shape_with_fewer_parts(ws: Workspace):
+    from coralord_dagster.croissant import trim_parts
+
+    data = pa.table({"id": np.arange(5000)})
+    result = ws.publisher().publish(
+        data, DatasetInfo(name="many", description="Many parts.", license="x"), part_rows=128
+    )
+    assert len(result.manifest.parts) > 8
+    trimmed = trim_parts(result.croissant, 8)
+    files = [d for d in trimmed["distribution"] if d["@type"] == "cr:FileObject"]
+    assert len(files) == 8 and trimmed["distribution"][-1]["includes"] == [f["contentUrl"] for f in files]
+    assert len(result.croissant["distribution"]) == len(result.manifest.parts) + 1, (
+        "the published one is whole"
+    )
