@@ -61,7 +61,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port_file.read_text()}"
     root = Path(tempfile.mkdtemp(prefix="coralord-sensor-bench-"))
     (root / "use_cases").mkdir()
-    (root / "use_cases" / "pipeline.py").write_text("def build(source):\n    raise NotImplementedError\n")
+    # The sensor never runs pipelines; it only needs one to exist for the code version.
+    (root / "use_cases" / "pipeline.py").write_text("def build(source):\n    return None\n")
     for i in range(n):
         folder = root / "use_cases" / f"ds{i}"
         folder.mkdir()
