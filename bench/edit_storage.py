@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from publish import make_table  # noqa: E402
 
 from coralord_dagster.chunking import Chunking  # noqa: E402
-from coralord_dagster.croissant import column_statistics  # noqa: E402
 from coralord_dagster.publish import dictionary_columns  # noqa: E402
 from coralord_dagster.store import PartStore  # noqa: E402
 
@@ -52,10 +51,10 @@ def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000_000
     table = make_table(rows)
     edited = one_percent_edit(table)
-    dictionary = dictionary_columns(column_statistics(table), rows)
+    dictionary = dictionary_columns(table)
     tmp = Path(tempfile.mkdtemp(prefix="coralord-bench-edit-"))
     print(f"{rows:,} rows x 10 columns; 1% edit at 10 places ({edited.num_rows:,} rows after)")
-    for part_rows in (None, 1 << 16, 1 << 14, 1 << 13):
+    for part_rows in (None, 1 << 18, 1 << 16, 1 << 14):
         store = PartStore(str(tmp / f"store-{part_rows}"))
         chunking = Chunking.for_table(table, part_rows)
         first, _ = store.write_table(table, chunking, None, dictionary)

@@ -20,7 +20,7 @@ from coralord_dagster.errors import (
     StorageError,
     VersionNotFoundError,
 )
-from coralord_dagster.publish import Publisher, PublishResult
+from coralord_dagster.publish import Publisher, PublishResult, Result, Versioned
 from coralord_dagster.registry import Registry
 from coralord_dagster.store import PartStore
 from coralord_dagster.use_case import publish_descriptor
@@ -58,8 +58,10 @@ __all__ = [
     "Publisher",
     "Registry",
     "RegistryError",
+    "Result",
     "StorageError",
     "VersionNotFoundError",
+    "Versioned",
     "Workspace",
     "build_definitions",
     "discover_descriptors",

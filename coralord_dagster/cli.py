@@ -94,11 +94,12 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo(f"no datasets in {ws.registry.path}")
         return
-    header = f"{'NAME':<32} {'VERSION':<9} {'ROWS':>10} {'CONTENT':<12} {'PUBLISHED':<25} PARENT"
+    width = max(24, *(len(r["name"]) for r in rows))
+    header = f"{'NAME':<{width}} {'VERSION':<9} {'ROWS':>10} {'CONTENT':<12} {'PUBLISHED':<25} PARENT"
     click.echo(header)
     for r in rows:
         click.echo(
-            f"{r['name']:<32} v{r['version']:<8} {r['rows']:>10} {r['content_id'][:12]:<12} "
+            f"{r['name']:<{width}} v{r['version']:<8} {r['rows']:>10} {r['content_id'][:12]:<12} "
             f"{r['created']:<25} {r['parent'] or ''}".rstrip()
         )
 

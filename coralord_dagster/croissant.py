@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ CONTEXT: dict[str, Any] = {
 }
 # Our extension payloads are plain data, not graph nodes: as JSON literals they round-trip exactly
 # (and an object of empty lists cannot turn into a self-referencing blank node in mlcroissant).
-for _term in ("statistics", "changes", "environment", "files", "fingerprint", "subset"):
+for _term in ("statistics", "changes", "environment", "files", "fingerprint", "subset", "metrics", "params"):
     CONTEXT[f"coralord:{_term}"] = {"@id": f"coralord:{_term}", "@type": "@json"}
 
 
@@ -115,6 +116,28 @@ def _data_type(t: pa.DataType, semantic: str | None) -> str | list[str]:
     if pa.types.is_date(t):
         return "sc:Date"
     return "sc:Text"
+
+
+def field_ids(names: list[str]) -> dict[str, str]:
+    """A Croissant ``@id`` segment per column: the name, with characters an ``@id`` cannot hold (spaces,
+    ``/``, ``#``...) replaced by ``_``, made unique. The column's real name stays in ``name`` and in
+    ``extract.column``.
+
+    >>> field_ids(["label", "fixed acidity", "fixed_acidity"])
+    {'label': 'label', 'fixed acidity': 'fixed_acidity_2', 'fixed_acidity': 'fixed_acidity'}
+    """
+    clean = {n: re.sub(r"[^A-Za-z0-9_.\-]", "_", n) or "_" for n in names}
+    taken = {c for n, c in clean.items() if c == n}
+    out: dict[str, str] = {}
+    for n in names:
+        c = clean[n]
+        if c != n:
+            base, k = c, 2
+            while c in taken:
+                c, k = f"{base}_{k}", k + 1
+            taken.add(c)
+        out[n] = c
+    return out
 
 
 def column_statistics(table: pa.Table) -> dict[str, dict[str, Any]]:
@@ -200,9 +223,10 @@ def build_croissant(
     stats = stats if stats is not None else column_statistics(table)
     record_sets: list[dict[str, Any]] = []
     fields: list[dict[str, Any]] = []
+    ids = field_ids(manifest.schema.names)
     for f in manifest.schema:
         col = info.columns.get(f.name, {})
-        fid = f"{RECORDS}/{f.name}"
+        fid = f"{RECORDS}/{ids[f.name]}"
         source: dict[str, Any] = {"fileSet": {"@id": "parts"}, "extract": {"column": f.name}}
         if col.get("semantic") == "image":
             source["transform"] = {"jsonPath": "bytes"}
@@ -317,6 +341,8 @@ def build_croissant(
         "coralord:changes": manifest.changes,
         "coralord:environment": info.environment or {"image": None},
     }
+    if manifest.metrics:
+        doc["coralord:metrics"] = manifest.metrics
     return doc
 
 
@@ -330,6 +356,8 @@ def _derivation(d: dict[str, Any]) -> dict[str, Any]:
             **({"coralord:subset": d["subset"]} if d.get("subset") else {}),
         }
     out = {"url": d["uri"], "name": d["uri"], "coralord:sourceKind": d.get("kind")}
+    if d.get("params"):
+        out["coralord:params"] = d["params"]
     if d.get("files"):
         out["coralord:files"] = d["files"]
     if d.get("fingerprint"):

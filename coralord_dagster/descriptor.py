@@ -73,7 +73,11 @@ class HuggingFaceSource(_SourceBase):
 
 
 class UrlSource(_SourceBase):
-    """Files under any fsspec URL: http(s)://, s3://, gs://, or a local folder or file."""
+    """Files under any fsspec URL: http(s)://, s3://, gs://, or a local folder or file.
+
+    A Zarr store is a URL source too: list its consolidated metadata (``.zmetadata``) in ``files`` and
+    the store's own version (its metadata and attributes) becomes the source's fingerprint.
+    """
 
     kind: Literal["url"]
     url: str = Field(description="Base URL (or path relative to the descriptor) holding the files.")
@@ -81,6 +85,22 @@ class UrlSource(_SourceBase):
         default_factory=list,
         description="Files (or glob patterns, locally) the pipeline reads, relative to url.",
     )
+    storage_options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="fsspec options for reading, e.g. {token: anon} for a public GCS bucket. Never secrets: "
+        "the descriptor is committed; credentials come from the environment.",
+    )
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        secret = [k for k in v if any(w in k.lower() for w in ("secret", "password", "key", "session"))]
+        if secret:
+            raise ValueError(
+                f"{secret} look like credentials; descriptors are committed to Git, so pass credentials "
+                "through the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ...)"
+            )
+        return v
 
 
 class GitSource(_SourceBase):
@@ -101,8 +121,30 @@ class CroissantSource(_SourceBase):
     url: str = Field(description="URL (or path) of the upstream croissant.json.")
 
 
+class DatasetSource(_SourceBase):
+    """Another dataset of the same registry: a stage of a pipeline (download → process → analyze).
+
+    The pipeline gets the upstream version (a :class:`coralord_dagster.DatasetVersion`); the new version
+    records it as its lineage, and a new upstream version rebuilds this dataset.
+    """
+
+    kind: Literal["dataset"]
+    name: str = Field(description="The upstream dataset's name, e.g. 'wine_quality_raw'.")
+    version: str = Field("latest", description="The upstream version to build from: 'latest' or 'X.Y.Z'.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            return validate_name(v)
+        except InvalidNameError as e:
+            raise ValueError(str(e)) from None
+
+
+SOURCE_KINDS = ("huggingface", "url", "git", "croissant", "dataset")
+
 SourceSpec = Annotated[
-    HuggingFaceSource | UrlSource | GitSource | CroissantSource, Field(discriminator="kind")
+    HuggingFaceSource | UrlSource | GitSource | CroissantSource | DatasetSource, Field(discriminator="kind")
 ]
 
 
@@ -165,6 +207,11 @@ class SubsetSpec(_Model):
     split: str | None = Field(None, description="Keep only this split (needs the dataset's 'splits').")
     sample: Sample | None = Field(None, description="Keep a deterministic sample of the rows.")
     order_by: list[str] | None = Field(None, description="Columns to sort by (default: the dataset's order).")
+    params: dict[str, Any] | None = Field(
+        None,
+        description="Pipeline parameters (over the dataset's 'params'): the subset is then built by the "
+        "pipeline from the source, e.g. a time window of a Zarr store, instead of filtered from the dataset.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -193,6 +240,11 @@ class Descriptor(_Model):
     splits: Splits | None = Field(None, description="Split column and names, if the dataset has splits.")
     columns: dict[str, ColumnInfo] = Field(default_factory=dict, description="Per-column documentation.")
     storage: StorageOptions = Field(default=StorageOptions(), description="Part layout options.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters passed to the pipeline (as 'params'), validated by the pipeline module's "
+        "'Params' model when it has one.",
+    )
     subsets: list[SubsetSpec] = Field(default_factory=list, description="Subsets (more in subsets/*.yaml).")
 
     @field_validator("name")
@@ -219,6 +271,7 @@ class LoadedDescriptor:
         self.spec = descriptor
         self.path = path
         self.text = text
+        self.group: str = path.parent.name  # the use case it belongs to (set by discovery)
 
     @property
     def name(self) -> str:
@@ -266,6 +319,31 @@ class LoadedDescriptor:
             raise PipelineError(f"{self.path}: field 'pipeline': {target!r} has no function {func_name!r}")
         return func
 
+    def params_model(self) -> type[BaseModel] | None:
+        """The pipeline module's ``Params`` model (a pydantic model), if it declares one."""
+        module = sys.modules.get(getattr(self.load_pipeline(), "__module__", ""))
+        model = getattr(module, "Params", None)
+        return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+    def pipeline_params(self, overrides: dict[str, Any] | None = None, where: Path | None = None) -> Any:
+        """The dataset's ``params`` with ``overrides`` on top, validated by the pipeline's ``Params``.
+
+        Errors name ``where`` (the descriptor or subset file) and the field.
+        """
+        merged = {**self.spec.params, **(overrides or {})}
+        model = self.params_model()
+        if model is None:
+            return merged
+        try:
+            return model.model_validate(merged)
+        except ValidationError as e:
+            problems = [
+                f"field 'params.{'.'.join(str(p) for p in err['loc'])}': "
+                f"{err['msg'].removeprefix('Value error, ')} ({_hint(err)})"
+                for err in e.errors()
+            ]
+            raise DescriptorError(f"{where or self.path}: " + "; ".join(problems)) from None
+
     def code_version(self) -> str:
         """Hash of the descriptor text and the pipeline's source: changes when either changes."""
         h = hashlib.sha256(self.text.encode())
@@ -275,7 +353,7 @@ class LoadedDescriptor:
 
     def metadata_digest(self) -> str:
         """Hash of what the Croissant shows about the dataset besides its data."""
-        meta = self.spec.model_dump(mode="json", exclude={"pipeline", "storage", "source"})
+        meta = self.spec.model_dump(mode="json", exclude={"pipeline", "storage", "source", "params"})
         return hashlib.sha256(yaml.safe_dump(meta, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -286,7 +364,7 @@ def _hint(err: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         return "remove it or fix its spelling"
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return "set source.kind to one of: huggingface, url, git, croissant"
+        return f"set source.kind to one of: {', '.join(SOURCE_KINDS)}"
     return "fix its value"
 
 
@@ -384,8 +462,17 @@ def load_subsets(desc: LoadedDescriptor) -> list[LoadedSubset]:
 
 
 def discover_descriptors(root: Path | str) -> list[LoadedDescriptor]:
-    """All ``*/descriptor.yaml`` under ``root`` (one folder per use case), sorted by name."""
-    found = [load_descriptor(p) for p in sorted(Path(root).glob(f"*/{DESCRIPTOR_FILE}"))]
+    """All descriptors under ``root``, sorted by name: one use case per folder
+    (``<use_case>/descriptor.yaml``), or one per stage of a multi-stage use case
+    (``<use_case>/<stage>/descriptor.yaml``). Each descriptor's ``group`` is its use case's folder name.
+    """
+    root = Path(root)
+    paths = sorted({*root.glob(f"*/{DESCRIPTOR_FILE}"), *root.glob(f"*/*/{DESCRIPTOR_FILE}")})
+    found = []
+    for p in paths:
+        desc = load_descriptor(p)
+        desc.group = p.relative_to(root).parts[0]
+        found.append(desc)
     seen: dict[str, Path] = {}
     for d in found:
         if d.name in seen:

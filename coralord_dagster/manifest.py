@@ -60,6 +60,7 @@ class Manifest:
     code_version: str | None = None
     run_id: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the pipeline's headline numbers
 
     @property
     def content_id(self) -> str:
@@ -98,6 +99,7 @@ class Manifest:
             "code_version": self.code_version,
             "run_id": self.run_id,
             "changes": self.changes,
+            **({"metrics": self.metrics} if self.metrics else {}),
         }
 
     def dumps(self) -> str:
@@ -126,6 +128,7 @@ class Manifest:
             code_version=d.get("code_version"),
             run_id=d.get("run_id"),
             changes=d.get("changes", {}),
+            metrics=d.get("metrics", {}),
         )
         if m.content_id != d["content_id"]:
             raise ValueError(f"manifest of {m.name} v{m.version}: content id does not match its parts")

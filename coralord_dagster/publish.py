@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,29 @@ class Provenance:
     derived_from: list[dict[str, Any]] = field(default_factory=list)
     code_version: str | None = None
     run_id: str | None = None
+    #: The environment the pipeline ran in (image, digest, runner), when known at run time; it
+    #: replaces the descriptor's ``environment`` in the Croissant.
+    environment: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a pipeline may return instead of a bare table: the table plus headline numbers.
+
+    ``metrics`` (name → number, e.g. ``{"alcohol/mean": 10.4}``) are recorded with the version: in its
+    manifest, in its Croissant (``coralord:metrics``) and as numeric Dagster metadata on its
+    materialization, so that the UI plots them across versions.
+    """
+
+    data: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = {
+            k: v for k, v in self.metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+        }
+        if bad:
+            raise PipelineError(f"metrics must be numbers; got {bad}")
 
 
 @dataclass(frozen=True)
@@ -116,15 +140,21 @@ class Publisher:
     ) -> PublishResult:
         name = validate_name(info.name)
         provenance = provenance or Provenance()
+        metrics: dict[str, float] = {}
+        if isinstance(data, Result):
+            data, metrics = data.data, dict(data.metrics)
+        if provenance.environment is not None:
+            info = replace(info, environment=provenance.environment)
         table, produced_as = to_arrow(data)
         if info.split_column and info.split_names:
             self._check_splits(table, info)
         hashes = row_hashes(table)
-        chunking = Chunking.for_table(table, part_rows)
-        column_stats = cr.column_statistics(table)
-        parts, stats = self.store.write_table(
-            table, chunking, hashes, dictionary_columns(column_stats, table.num_rows)
-        )
+        chunking = Chunking.for_table(table, part_rows, self._previous_chunking(name))
+        # Column statistics (for the Croissant) are computed by DuckDB while the parts are written.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            column_stats_job = pool.submit(cr.column_statistics, table)
+            parts, stats = self.store.write_table(table, chunking, hashes, dictionary_columns(table))
+            column_stats = column_stats_job.result()
         draft = Manifest(
             name=name,
             version="0.0.0",
@@ -141,6 +171,7 @@ class Publisher:
             sources=provenance.sources,
             code_version=provenance.code_version,
             run_id=provenance.run_id,
+            metrics=metrics,
         )
         for _attempt in range(20):
             previous = self.registry.latest(name)
@@ -206,6 +237,10 @@ class Publisher:
             )
         raise RegistryError(f"could not publish {name}: the registry kept changing under 20 attempts")
 
+    def _previous_chunking(self, name: str) -> Chunking | None:
+        latest = self.registry.latest(name)
+        return Chunking.from_json(self.registry.manifest(latest).chunking) if latest else None
+
     @staticmethod
     def _check_splits(table: pa.Table, info: cr.DatasetInfo) -> None:
         if info.split_column not in table.column_names:
@@ -257,13 +292,25 @@ class Publisher:
         return warnings
 
 
-def dictionary_columns(stats: dict[str, dict[str, Any]], rows: int) -> list[str]:
-    """Columns worth dictionary encoding: few distinct values (a dictionary page of at most ~1 MiB)."""
-    return [
-        c
-        for c, s in stats.items()
-        if s.get("distinct") is not None and s["distinct"] <= min(rows // 2, 131072)
-    ]
+def dictionary_columns(table: pa.Table, sample_rows: int = 65536) -> list[str]:
+    """Columns worth dictionary encoding: at most one distinct value in 8 over the first rows.
+
+    pyarrow's default (every column) makes high-cardinality columns bigger and slower to write. The
+    choice is made from a fixed sample so that it is cheap and the same for versions that share it.
+    """
+    sample = table.slice(0, sample_rows)
+    limit = max(1, sample.num_rows // 8)
+    out = []
+    for name, column in zip(table.column_names, sample.columns, strict=True):
+        if pa.types.is_nested(column.type):
+            continue
+        try:
+            distinct = pc.count_distinct(column).as_py()
+        except pa.ArrowNotImplementedError:
+            continue
+        if distinct <= limit:
+            out.append(name)
+    return out
 
 
 def changes_line(m: Manifest) -> str:

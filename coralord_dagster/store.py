@@ -10,7 +10,6 @@ environment, never from the registry.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import uuid
 from collections.abc import Iterable
@@ -50,9 +49,8 @@ class PartRef:
         return cls(d["sha256"], d["url"], int(d["rows"]), int(d["bytes"]), d.get("stats"))
 
 
-def part_statistics(data: bytes) -> dict[str, list[Any]]:
+def part_statistics(meta: pq.FileMetaData) -> dict[str, list[Any]]:
     """Min and max per top-level column, from the footer of a part just written (no data scan)."""
-    meta = pq.ParquetFile(pa.BufferReader(data)).metadata
     out: dict[str, list[Any]] = {}
     for rg in range(meta.num_row_groups):
         group = meta.row_group(rg)
@@ -92,14 +90,20 @@ def normalize_url(url: str) -> str:
 ROW_GROUP_ROWS = 64 * 1024
 
 
-def _serialize(table: pa.Table, dictionary: list[str] | bool = True) -> bytes:
+def _serialize(table: pa.Table, dictionary: list[str] | bool = True) -> tuple[pa.Buffer, pq.FileMetaData]:
     # Parts carry no schema-level metadata (pandas index ranges, versions): it would differ between
-    # versions and defeat part reuse. The manifest keeps the full schema.
-    buf = io.BytesIO()
+    # versions and defeat part reuse. The manifest keeps the full schema. The bytes stay in one Arrow
+    # buffer (hashed and written without a copy) and the footer comes from the writer, not a re-parse.
+    sink = pa.BufferOutputStream()
+    footer: list[pq.FileMetaData] = []
     pq.write_table(
-        table.replace_schema_metadata(None), buf, row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary
+        table.replace_schema_metadata(None),
+        sink,
+        row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=dictionary,
+        metadata_collector=footer,
     )
-    return buf.getvalue()
+    return sink.getvalue(), footer[0]
 
 
 class PartStore:
@@ -142,7 +146,7 @@ class PartStore:
         except OSError as e:
             raise StorageError(f"storage {self.url}: cannot check part {sha256}: {e}") from e
 
-    def _put(self, sha256: str, data: bytes) -> None:
+    def _put(self, sha256: str, data: bytes | pa.Buffer) -> None:
         path = self.part_path(sha256)
         try:
             if self.is_local:
@@ -154,7 +158,7 @@ class PartStore:
                     os.fsync(f.fileno())
                 os.replace(tmp, path)  # atomic: readers see no part or the whole part
             else:
-                self.fs.pipe_file(path, data)
+                self.fs.pipe_file(path, data if isinstance(data, bytes) else data.to_pybytes())
         except OSError as e:
             raise StorageError(f"storage {self.url}: cannot write part {sha256}: {e}") from e
 
@@ -177,15 +181,18 @@ class PartStore:
         stats = WriteStats()
 
         def write_one(span: tuple[int, int]) -> tuple[PartRef, bool]:
-            data = _serialize(table.slice(*span), dictionary)
+            data, footer = _serialize(table.slice(*span), dictionary)
             sha = hashlib.sha256(data).hexdigest()
             fresh = not self.exists(sha)
             if fresh:
                 self._put(sha, data)
-            return PartRef(sha, self.part_url(sha), span[1], len(data), part_statistics(data) or None), fresh
+            return PartRef(
+                sha, self.part_url(sha), span[1], data.size, part_statistics(footer) or None
+            ), fresh
 
-        # Serialization and hashing release the GIL: parts are written in parallel.
-        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        # Serialization and hashing release the GIL: parts are written in parallel, with twice as many
+        # threads as cores so that serialization goes on while some threads wait on fsync or the network.
+        with ThreadPoolExecutor(max_workers=max(2, min(16, 2 * (os.cpu_count() or 1)))) as pool:
             results = list(pool.map(write_one, spans))
         for ref, fresh in results:
             if fresh:

@@ -18,9 +18,16 @@ from coralord_dagster.client import DatasetVersion, open_dataset
 from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec
 from coralord_dagster.errors import DescriptorError
-from coralord_dagster.publish import Provenance, PublishResult
-from coralord_dagster.reader import QueryError, quote_ident, read_parts, sql_literal
-from coralord_dagster.use_case import dataset_info
+from coralord_dagster.publish import Provenance, PublishResult, Result, Versioned, to_arrow
+from coralord_dagster.reader import QueryError, quote_ident, read_parts, sql_literal, validate_query
+from coralord_dagster.use_case import (
+    Runner,
+    dataset_info,
+    in_process,
+    params_record,
+    provenance,
+    run_pipeline,
+)
 from coralord_dagster.workspace import Workspace
 
 INDEX = "__coralord_row"
@@ -128,11 +135,28 @@ def _describe(spec: SubsetSpec, split_column: str | None) -> str:
         bits.append(f"a {size} sample" + (f" per {spec.sample.per}" if spec.sample.per else ""))
     if spec.columns:
         bits.append(f"columns {', '.join(spec.columns)}")
+    if spec.params is not None:
+        bits.insert(0, "built from the source with " + ", ".join(f"{k}={v}" for k, v in spec.params.items()))
     return "; ".join(bits) or "all rows"
 
 
-def subset_provenance(sub: LoadedSubset, parent: DatasetVersion, run_id: str | None = None) -> Provenance:
+def subset_code_version(desc: LoadedDescriptor, sub: LoadedSubset) -> str:
+    """A row subset changes with its definition; a params subset also with the pipeline code."""
+    if sub.spec.params is None:
+        return sub.digest()
+    return hashlib.sha256(f"{sub.digest()}\0{desc.code_version()}".encode()).hexdigest()[:16]
+
+
+def subset_provenance(
+    desc: LoadedDescriptor, sub: LoadedSubset, parent: DatasetVersion, run_id: str | None = None
+) -> Provenance:
+    """Lineage: the parent version, and for a params subset the source it was built from."""
     definition: dict[str, Any] = sub.spec.model_dump(mode="json", exclude_none=True)
+    sources = []
+    if sub.spec.params is not None:
+        source = provenance(desc).sources[0]
+        source["params"] = params_record(desc, sub.spec.params, sub.path)
+        sources.append(source)
     return Provenance(
         derived_from=[
             {
@@ -143,24 +167,62 @@ def subset_provenance(sub: LoadedSubset, parent: DatasetVersion, run_id: str | N
                 "subset": definition,
             }
         ],
-        code_version=sub.digest(),
+        sources=sources,
+        code_version=subset_code_version(desc, sub),
         run_id=run_id,
     )
 
 
+def compute_params_subset(
+    desc: LoadedDescriptor, sub: LoadedSubset, ws: Workspace, runner: Runner = in_process
+) -> pa.Table:
+    """A params subset: the pipeline run with the subset's params (it reads only what they select),
+    then the subset's own ``where``/``columns``/``sample``/``order_by`` over the result."""
+    spec = sub.spec
+    data = run_pipeline(desc, params=spec.params, params_from=sub.path, workspace=ws, runner=runner)
+    table, _ = to_arrow(data.data if isinstance(data, Result) else data)
+    if spec.where:
+        validate_query(table.schema, None, spec.where, f"subset {sub.full_name}")
+        con = duckdb.connect()
+        try:
+            con.register("t", table)
+            filtered = con.sql(f"SELECT * FROM t WHERE ({spec.where})").to_arrow_table()
+        finally:
+            con.close()
+        table = filtered.cast(table.schema)
+    if spec.sample is None and not spec.order_by:
+        return table.select(spec.columns) if spec.columns else table
+    return _sample_and_order(table, spec)
+
+
 def build_subset(
-    desc: LoadedDescriptor, sub: LoadedSubset, ws: Workspace, parent_version: str = "latest"
-) -> tuple[pa.Table, DatasetInfo, DatasetVersion]:
-    """Compute a subset from the parent's ``parent_version`` (default latest)."""
+    desc: LoadedDescriptor,
+    sub: LoadedSubset,
+    ws: Workspace,
+    parent_version: str = "latest",
+    run_id: str | None = None,
+    runner: Runner = in_process,
+) -> tuple[Versioned, DatasetVersion]:
+    """A subset ready to publish, computed from the parent's ``parent_version`` (default latest), or
+    for a params subset built by the pipeline from the source."""
     parent = open_dataset(desc.name, parent_version, workspace=ws)
     split_column = desc.spec.splits.column if desc.spec.splits else None
-    table = compute_subset(parent, sub.spec, split_column)
-    return table, subset_info(desc, sub, parent), parent
+    if sub.spec.params is not None:
+        table = compute_params_subset(desc, sub, ws, runner)
+    else:
+        table = compute_subset(parent, sub.spec, split_column)
+    versioned = Versioned(
+        table,
+        subset_info(desc, sub, parent),
+        subset_provenance(desc, sub, parent, run_id),
+        part_rows=desc.spec.storage.part_rows,
+    )
+    return versioned, parent
 
 
 def publish_subset(
     desc: LoadedDescriptor, sub: LoadedSubset, ws: Workspace, run_id: str | None = None
 ) -> PublishResult:
-    """Compute a subset from the parent's latest version and publish it (no Dagster needed)."""
-    table, info, parent = build_subset(desc, sub, ws)
-    return ws.publisher().publish(table, info, subset_provenance(sub, parent, run_id))
+    """Compute a subset (from the parent's latest version) and publish it (no Dagster needed)."""
+    v, _ = build_subset(desc, sub, ws, run_id=run_id)
+    return ws.publisher().publish(v.data, v.info, v.provenance, part_rows=v.part_rows)

@@ -23,17 +23,19 @@ HOME = Path(".coralord")
 def prepare_fixtures(use_cases: Path, dest: Path) -> dict[str, str]:
     """Generate each use case's offline fixture once and point its source at it."""
     from coralord_dagster.descriptor import discover_descriptors
-    from coralord_dagster.sources import override_variable
+    from coralord_dagster.sources import override_variable, resolve_source
 
     overrides = {}
     for desc in discover_descriptors(use_cases):
         var = override_variable(desc.name)
-        if os.environ.get(var) or not (desc.folder / "fixture.py").exists():
+        module_name = f"use_cases.{desc.group}.fixture"
+        if os.environ.get(var) or resolve_source(desc).kind == "dataset":
+            continue  # relocated already, or a stage that reads another dataset
+        if not (use_cases / desc.group / "fixture.py").exists():
             continue
-        module = importlib.import_module(f"use_cases.{desc.folder.name}.fixture")
         target = dest / desc.name
         if not target.exists():
-            module.make_fixture(target)
+            importlib.import_module(module_name).make_fixture(target)
         overrides[var] = str(target.resolve())
     os.environ.update(overrides)
     return overrides

@@ -8,6 +8,7 @@ import dagster as dg
 from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors, load_descriptor
 from coralord_dagster.naming import asset_key_path
+from coralord_dagster.orchestration.docker import environment_runner
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.orchestration.sources import source_asset, source_key, sources_sensor
@@ -28,26 +29,42 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
     """The asset of one descriptor; ``code_version`` = hash(descriptor + pipeline source)."""
     desc.load_pipeline()  # fail at load time, in the UI, not in the middle of a run
     spec = desc.spec
+    source = resolve_source(desc)
+    # A stage (``source.kind: dataset``) depends on its upstream dataset's asset; others on their source.
+    upstream = (
+        dg.AssetKey(asset_key_path(source.options["dataset"]))
+        if source.kind == "dataset"
+        else source_key(desc.name)
+    )
 
     @dg.asset(
         key=asset_key_path(spec.name),
         description=spec.description,
         code_version=desc.code_version(),
-        deps=[source_key(desc.name)],
+        deps=[upstream],
         io_manager_key=IO_MANAGER_KEY,
-        group_name=desc.folder.name,
+        group_name=desc.group,
         kinds={"parquet", "python"},
         metadata={
             "coralord/descriptor": dg.MetadataValue.path(str(desc.path)),
-            "coralord/source": resolve_source(desc).uri,
+            "coralord/source": source.uri,
             "coralord/license": spec.license,
             "coralord/pipeline": spec.pipeline,
             **({"coralord/environment": spec.environment.image} if spec.environment.image else {}),
         },
     )
-    def _dataset(context: dg.AssetExecutionContext) -> Versioned:
+    def _dataset(context: dg.AssetExecutionContext, coralord: CoralordResource) -> Versioned:
         # Re-read the descriptor: a running deployment builds what is on disk now.
-        return build(load_descriptor(desc.path), context.run_id, context)
+        fresh = load_descriptor(desc.path)
+        runner, environment = environment_runner(context, fresh)
+        return build(
+            fresh,
+            context.run_id,
+            context,
+            workspace=coralord.workspace(),
+            runner=runner,
+            environment=environment,
+        )
 
     return _dataset
 
@@ -96,7 +113,7 @@ def build_definitions(
     ]
     return dg.Definitions(
         assets=[
-            *(source_asset(d) for d in descriptors),
+            *(source_asset(d) for d in descriptors if resolve_source(d).kind != "dataset"),
             *(dataset_asset(d) for d in descriptors),
             *(subsets_asset(d) for d in descriptors),
         ],

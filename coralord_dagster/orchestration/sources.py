@@ -54,7 +54,7 @@ def source_asset(desc: LoadedDescriptor) -> dg.SourceAsset:
 
     @dg.observable_source_asset(
         key=source_key(desc.name),
-        group_name=desc.folder.name,
+        group_name=desc.group,
         description=f"Upstream source of {desc.name}: {source.uri} ({source.kind}).",
         metadata={"coralord/source": source.uri, "coralord/kind": source.kind},
     )
@@ -83,15 +83,26 @@ class _Published:
         self.coralord = coralord
         self._latest: dict[str, Any] | None = None
 
-    def baseline(self, name: str) -> tuple[str | None, str | None]:
-        """Source fingerprint and code version of the latest published version (None if none)."""
+    def _load(self) -> dict[str, Any]:
         if self._latest is None:
             self.ws = self.coralord.workspace()
             self._latest = {}
             for v in self.ws.registry.all_versions():
                 if v.name not in self._latest or v.version > self._latest[v.name].version:
                     self._latest[v.name] = v
-        latest = self._latest.get(name)
+        return self._latest
+
+    def upstream(self, name: str) -> Fingerprint | SourceError:
+        """The fingerprint of an upstream dataset: its latest version's content id."""
+        latest = self._load().get(name)
+        if latest is None:
+            return SourceError(f"upstream dataset {name} has no version yet")
+        content_id = self.ws.registry.manifest(latest).content_id
+        return Fingerprint(content_id, {"items": {name: f"v{latest.version} {content_id[:12]}"}})
+
+    def baseline(self, name: str) -> tuple[str | None, str | None]:
+        """Source fingerprint and code version of the latest published version (None if none)."""
+        latest = self._load().get(name)
         if latest is None:
             return None, None
         manifest = self.ws.registry.manifest(latest)
@@ -123,13 +134,21 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
                     )
             except CoralordError as e:
                 notes.append(f"{desc.name}: {e}")
-        results = check_many([(d.name, s, p) for d, s, p in due])
         published = _Published(coralord)
+        results: dict[str, Fingerprint | SourceError] = check_many(
+            [(d.name, s, p) for d, s, p in due if s.kind != "dataset"]
+        )
+        for desc, source, _previous in due:
+            if source.kind == "dataset":  # a stage: its source is the upstream's latest version
+                results[desc.name] = published.upstream(source.options["dataset"])
         events: list[dg.AssetObservation] = []
         runs: list[dg.RunRequest] = []
-        for desc, _source, previous in due:
+        for desc, source, previous in due:
             result = results[desc.name]
             entry = state.setdefault(desc.name, {})
+            if source.kind == "dataset" and isinstance(result, SourceError):
+                notes.append(f"{desc.name}: {result}")  # not published upstream yet: nothing to do
+                continue
             if isinstance(result, SourceError):
                 # Not marked as checked: retried on the next tick. The last version stays as it is.
                 entry["error"] = str(result)
@@ -155,11 +174,14 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
             metadata = observation_metadata(result, previous)
             metadata["coralord/status"] = "; ".join(reasons) if reasons else "unchanged"
             metadata["coralord/changed"] = bool(reasons)  # i.e. the dataset is being rebuilt
-            events.append(
-                dg.AssetObservation(
-                    asset_key=source_key(desc.name), metadata=metadata, tags={DATA_VERSION_TAG: result.value}
+            if source.kind != "dataset":  # a stage has no source asset: its upstream is an asset
+                events.append(
+                    dg.AssetObservation(
+                        asset_key=source_key(desc.name),
+                        metadata=metadata,
+                        tags={DATA_VERSION_TAG: result.value},
+                    )
                 )
-            )
             if reasons:
                 context.log.info(f"{desc.name}: {'; '.join(reasons)}")
                 runs.append(

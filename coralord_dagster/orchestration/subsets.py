@@ -24,7 +24,7 @@ from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, SUBSETS_OF
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.publish import Versioned
-from coralord_dagster.subsets import build_subset, subset_provenance
+from coralord_dagster.subsets import build_subset, subset_code_version
 from coralord_dagster.workspace import Workspace
 
 
@@ -48,7 +48,7 @@ def subsets_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(asset_key_path(desc.name))],
         partitions_def=dg.DynamicPartitionsDefinition(name=partitions_name(desc.name)),
         io_manager_key=IO_MANAGER_KEY,
-        group_name=desc.folder.name,
+        group_name=desc.group,
         kinds={"parquet", "duckdb"},
         description=(
             f"Subsets of {desc.name}: one partition per subset definition (in {desc.folder.name}/subsets/ "
@@ -68,9 +68,16 @@ def subsets_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
                 "or the descriptor); its published versions stay in the registry"
             )
         sub = subsets[name]
-        table, info, parent = build_subset(desc, sub, coralord.workspace())
-        context.log.info(f"{sub.full_name}: {table.num_rows} rows from {parent.name} v{parent.version}")
-        return Versioned(table, info, subset_provenance(sub, parent, context.run_id))
+        versioned, parent = build_subset(desc, sub, coralord.workspace(), run_id=context.run_id)
+        context.log.info(
+            f"{sub.full_name}: {versioned.data.num_rows} rows"
+            + (
+                " built from the source"
+                if sub.spec.params is not None
+                else f" from {parent.name} v{parent.version}"
+            )
+        )
+        return versioned
 
     return _subsets
 
@@ -112,14 +119,15 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
                 notes.append(f"{desc.name} has no published version yet; its subsets wait for it")
                 continue
             for sub in current.values():
-                reason = _stale(ws, sub, seen.get(sub.full_name), str(parent.version))
+                code = subset_code_version(desc, sub)
+                reason = _stale(ws, sub, code, seen.get(sub.full_name), str(parent.version))
                 if reason is None:
                     continue
-                state[sub.full_name] = sub.digest()
+                state[sub.full_name] = code
                 context.log.info(f"{sub.full_name}: {reason}")
                 runs.append(
                     dg.RunRequest(
-                        run_key=f"{sub.full_name}@{sub.digest()}@parent-v{parent.version}",
+                        run_key=f"{sub.full_name}@{code}@parent-v{parent.version}",
                         asset_selection=[subsets_key(desc.name)],
                         partition_key=sub.spec.name,
                         tags={"coralord/reason": reason},
@@ -138,10 +146,12 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
     return _sensor
 
 
-def _stale(ws: Workspace, sub: LoadedSubset, seen_digest: str | None, parent_version: str) -> str | None:
+def _stale(
+    ws: Workspace, sub: LoadedSubset, code: str, seen_code: str | None, parent_version: str
+) -> str | None:
     """Why a subset needs a new version now, or None if it is current."""
-    if seen_digest is not None and seen_digest != sub.digest():
-        return "its definition changed"
+    if seen_code is not None and seen_code != code:
+        return "its definition (or, for a params subset, the pipeline) changed"
     latest = ws.registry.latest(sub.full_name)
     if latest is None:
         return "it has no version yet"

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from coralord_dagster.descriptor import (
     CheckPolicy,
     CroissantSource,
+    DatasetSource,
     GitSource,
     HuggingFaceSource,
     LoadedDescriptor,
@@ -68,9 +69,20 @@ class Source:
         )
 
     @property
+    def storage_options(self) -> dict[str, Any]:
+        """fsspec options from the descriptor (``source.storage_options``; never credentials). They
+        belong to the official location: a relocated source is read without them."""
+        return {} if self.relocated else dict(self.options.get("storage_options", {}))
+
+    @property
     def fs(self) -> fsspec.AbstractFileSystem:
-        fs, _ = fsspec.core.url_to_fs(self._readable_base())
+        fs, _ = fsspec.core.url_to_fs(self._readable_base(), **self.storage_options)
         return fs
+
+    @property
+    def location(self) -> str:
+        """The URL or path the source is read from now (e.g. a Zarr store's root)."""
+        return self._readable_base()
 
     def _readable_base(self) -> str:
         if self.kind == "git" and not self.relocated:
@@ -86,7 +98,7 @@ class Source:
             url = self.url(relpath)
             # block_size=0: stream over HTTP without requiring Range support
             kwargs = {"block_size": 0} if scheme(url) in ("http", "https") else {}
-            return fsspec.open(url, mode, **kwargs).open()
+            return fsspec.open(url, mode, **kwargs, **self.storage_options).open()
         except (OSError, ValueError) as e:
             raise StorageError(
                 f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}"
@@ -134,16 +146,21 @@ def resolve_source(descriptor: LoadedDescriptor) -> Source:
         files = tuple(spec.files)
     elif isinstance(spec, UrlSource):
         uri, files = _local(spec.url, descriptor.folder), tuple(spec.files)
+        if spec.storage_options:
+            options = {"storage_options": dict(spec.storage_options)}
     elif isinstance(spec, GitSource):
         uri, files, options = _local(spec.repo, descriptor.folder), tuple(spec.files), {"ref": spec.ref}
     elif isinstance(spec, CroissantSource):
         uri = _local(spec.url, descriptor.folder)
         options = {"croissant": uri}
+    elif isinstance(spec, DatasetSource):
+        uri = f"coralord:{spec.name}@{spec.version}"
+        options = {"dataset": spec.name, "version": spec.version}
     else:  # pragma: no cover - the descriptor model admits no other kind
         raise TypeError(spec)
-    override = os.environ.get(override_variable(descriptor.name))
+    override = None if isinstance(spec, DatasetSource) else os.environ.get(override_variable(descriptor.name))
     base = override or uri
-    if "://" not in base:
+    if "://" not in base and not isinstance(spec, DatasetSource):
         base = str(Path(base).expanduser().resolve())
     if isinstance(spec, CroissantSource) and not override:
         base = uri.rsplit("/", 1)[0]  # files named in a Croissant are relative to its folder
