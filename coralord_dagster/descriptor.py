@@ -338,7 +338,7 @@ class LoadedDescriptor:
             return model.model_validate(merged)
         except ValidationError as e:
             problems = [
-                f"field 'params.{'.'.join(str(p) for p in err['loc'])}': "
+                f"field '{'.'.join(['params', *(str(p) for p in err['loc'])])}': "
                 f"{err['msg'].removeprefix('Value error, ')} ({_hint(err)})"
                 for err in e.errors()
             ]

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from coralord_dagster.descriptor import LoadedDescriptor, load_descriptor
+from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors, load_descriptor
 from coralord_dagster.registry import Registry
 from coralord_dagster.sources import override_variable
 from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
+from use_cases.wine_quality.fixture import make_fixture as make_wine
 
 from .helpers import wait_for_http
 
@@ -33,6 +34,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if var.startswith(("CORALORD_", "DAGSTER_HOME", "AWS_", "FSSPEC_")):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CORALORD_CACHE", str(tmp_path / "cache"))
+    # Docker environments run only where a test asks for them (tests/test_docker.py): elsewhere a
+    # descriptor's image would depend on whether this machine happens to run a Docker engine.
+    monkeypatch.setenv("CORALORD_DOCKER", "off")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
@@ -50,6 +54,15 @@ def fmnist(monkeypatch: pytest.MonkeyPatch, fmnist_source: Path, tmp_path: Path)
     shutil.copytree(fmnist_source, src)
     monkeypatch.setenv(override_variable("fashion_mnist"), str(src))
     return load_descriptor(FMNIST)
+
+
+@pytest.fixture
+def wine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[LoadedDescriptor]:
+    """The wine_quality stage descriptors (a private copy) and its CSV files in the UCI layout."""
+    dest = tmp_path / "use_cases" / "wine_quality"
+    shutil.copytree(REPO / "use_cases" / "wine_quality", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv(override_variable("wine_quality_raw"), str(make_wine(tmp_path / "wine-source")))
+    return discover_descriptors(dest.parent)
 
 
 @pytest.fixture

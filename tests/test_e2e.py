@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from coralord_dagster.registry import dataset_dir
+
 from .conftest import BIN, FMNIST, REPO, registry_tags
-from .helpers import dagster_dev, run_ok
+from .helpers import croissant_records, dagster_dev, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +49,33 @@ def test_readme_main_job_publishes_once_and_is_idempotent(tmp_path: Path):
     assert "fashion_mnist" in first.stdout.split("NAME")[1] and "v1.0.0" in first.stdout
     registry = checkout / ".coralord" / "registry"
     subsets = sorted(p.stem for p in (FMNIST / "subsets").glob("*.yaml"))
-    expected = sorted(["fashion_mnist-v1.0.0", *(f"fashion_mnist/{s}-v1.0.0" for s in subsets)])
+    windows = sorted(p.stem for p in (REPO / "use_cases" / "sodeda_era4" / "subsets").glob("*.yaml"))
+    stages = ["wine_quality_raw", "wine_quality", "wine_quality_stats"]
+    expected = sorted(
+        [
+            "fashion_mnist-v1.0.0",
+            *(f"fashion_mnist/{s}-v1.0.0" for s in subsets),
+            "era5_model_level_wind-v1.0.0",
+            *(f"era5_model_level_wind/{w}-v1.0.0" for w in windows),
+            *(f"{s}-v1.0.0" for s in stages),
+            "wine_quality/red-v1.0.0",
+        ]
+    )
     assert {"pullover", "sneaker", "train", "test", "balanced_10pct"} <= set(subsets)
+    assert {"day2_morning", "surface_wind_day1"} <= set(windows)
     assert registry_tags(registry) == expected
     for s in subsets:  # the list shows each subset with its parent version
         assert re.search(rf"fashion_mnist/{s} +v1\.0\.0 .* fashion_mnist@v1\.0\.0", first.stdout), s
+    for w in windows:
+        assert re.search(
+            rf"era5_model_level_wind/{w} +v1\.0\.0 .* era5_model_level_wind@v1\.0\.0", first.stdout
+        )
+    assert re.search(r"wine_quality_stats +v1\.0\.0 .* wine_quality@v1\.0\.0", first.stdout)
+    # Every new use case's Croissant loads in mlcroissant and yields exactly the published rows.
+    for name in ["era5_model_level_wind", *(f"era5_model_level_wind/{w}" for w in windows), *stages]:
+        manifest = json.loads((registry / dataset_dir(name) / "manifest.json").read_text())
+        records = croissant_records(registry / dataset_dir(name) / "croissant.json")
+        assert len(records) == manifest["rows"] > 0, name
 
     second = run_main_job(checkout, env)
     assert "fashion_mnist: unchanged, still v1.0.0" in second.stdout

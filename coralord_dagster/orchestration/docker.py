@@ -120,15 +120,15 @@ def _run_step(
     kwargs: dict[str, Any],
 ) -> Any:
     from dagster_docker import PipesDockerClient
+    from dagster_pipes import DagsterPipesError
 
-    folder = desc.folder.resolve()
     io_dir = Path(tempfile.mkdtemp(prefix="coralord-step-"))
     os.chmod(io_dir, 0o777)  # the container's user writes the output here
-    volumes = {
-        str(folder): {"bind": str(folder), "mode": "ro"},
-        str(STEP_SCRIPT): {"bind": "/coralord/step.py", "mode": "ro"},
-        str(io_dir): {"bind": str(io_dir), "mode": "rw"},
-    }
+    # The use case's files are mounted read-only at their own paths, so paths mean the same inside.
+    folders = {desc.folder.resolve(), desc.pipeline_file().parent}
+    volumes = {str(f): {"bind": str(f), "mode": "ro"} for f in folders}
+    volumes[str(STEP_SCRIPT)] = {"bind": "/coralord/step.py", "mode": "ro"}
+    volumes[str(io_dir)] = {"bind": str(io_dir), "mode": "rw"}
     if isinstance(source, DatasetVersion):
         path = io_dir / "input.parquet"
         pq.write_table(source.to_arrow(verify=True), path)
@@ -156,13 +156,23 @@ def _run_step(
         "params": params.model_dump(mode="json") if isinstance(params, BaseModel) else params,
     }
     try:
-        completed = PipesDockerClient().run(
-            context=context,
-            image=image_id,
-            command=["python3", "/coralord/step.py"],
-            extras=extras,
-            container_kwargs={"volumes": volumes, "network_mode": "host", "working_dir": str(folder)},
-        )
+        try:
+            completed = PipesDockerClient().run(
+                context=context,
+                image=image_id,
+                command=["python3", "/coralord/step.py"],
+                extras=extras,
+                container_kwargs={
+                    "volumes": volumes,
+                    "network_mode": "host",
+                    "working_dir": str(desc.folder.resolve()),
+                },
+            )
+        except DagsterPipesError as e:
+            raise PipelineError(
+                f"{desc.path}: pipeline {desc.spec.pipeline} failed in image {desc.spec.environment.image} "
+                f"({image_id[:19]}): {e}; the step's traceback is in the run's logs"
+            ) from None
         messages = [
             m for m in completed.get_custom_messages() if isinstance(m, dict) and "coralord/output" in m
         ]

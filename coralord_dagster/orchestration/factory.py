@@ -53,11 +53,11 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             **({"coralord/environment": spec.environment.image} if spec.environment.image else {}),
         },
     )
-    def _dataset(context: dg.AssetExecutionContext, coralord: CoralordResource) -> Versioned:
+    def _dataset(context: dg.AssetExecutionContext, coralord: CoralordResource) -> dg.Output[Versioned]:
         # Re-read the descriptor: a running deployment builds what is on disk now.
         fresh = load_descriptor(desc.path)
         runner, environment = environment_runner(context, fresh)
-        return build(
+        versioned = build(
             fresh,
             context.run_id,
             context,
@@ -65,6 +65,8 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             runner=runner,
             environment=environment,
         )
+        # An explicit Output: after a Pipes session (a Docker step) Dagster accepts no bare value.
+        return dg.Output(versioned)
 
     return _dataset
 

@@ -128,10 +128,10 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
             try:
                 fresh = load_descriptor(desc.path)  # descriptor edits count without a reload
                 entry = state.get(desc.name, {})
-                if is_due(fresh.spec.source.check, entry.get("checked"), now):
-                    due.append(
-                        (fresh, resolve_source(fresh), Fingerprint.from_json(entry.get("fingerprint")))
-                    )
+                source = resolve_source(fresh)
+                # A stage's input is a registry read: checked on every tick, whatever the cadence.
+                if source.kind == "dataset" or is_due(fresh.spec.source.check, entry.get("checked"), now):
+                    due.append((fresh, source, Fingerprint.from_json(entry.get("fingerprint"))))
             except CoralordError as e:
                 notes.append(f"{desc.name}: {e}")
         published = _Published(coralord)
