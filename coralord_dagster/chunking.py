@@ -17,6 +17,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from coralord_dagster.duck import query_arrow
+
 #: Without ``part_rows`` in the descriptor, a version is cut into about ``TARGET_PARTS`` parts of
 #: in-memory Arrow size between ``MIN_PART_BYTES`` and ``MAX_PART_BYTES``. Many parts keep a small edit
 #: small (an edit rewrites the one or two parts around it: 1% spread over 10 places adds ~5% of a
@@ -83,12 +85,7 @@ def row_hashes(table: pa.Table) -> np.ndarray:
     if table.num_columns == 0:
         return np.zeros(table.num_rows, dtype=np.uint64)
     cols = ", ".join('"' + c.replace('"', '""') + '"' for c in table.column_names)
-    con = duckdb.connect()
-    try:
-        con.register("t", table)
-        result = con.sql(f"SELECT hash({cols}) AS h FROM t").to_arrow_table()
-    finally:
-        con.close()
+    result = query_arrow(table, f"SELECT hash({cols}) AS h FROM t")
     return result.column("h").to_numpy().astype(np.uint64, copy=False)
 
 

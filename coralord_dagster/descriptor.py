@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineError
@@ -33,6 +41,17 @@ def _yaml_load(text: str) -> Any:
 
 
 SUBSETS_DIR = "subsets"
+
+
+def _dataset_name(v: str) -> str:
+    try:
+        return validate_name(v)
+    except InvalidNameError as e:
+        raise ValueError(str(e)) from None
+
+
+#: A dataset name, checked (with a suggestion) where a descriptor names one.
+DatasetName = Annotated[str, AfterValidator(_dataset_name)]
 
 
 class _Model(BaseModel):
@@ -129,16 +148,8 @@ class DatasetSource(_SourceBase):
     """
 
     kind: Literal["dataset"]
-    name: str = Field(description="The upstream dataset's name, e.g. 'wine_quality_raw'.")
+    name: DatasetName = Field(description="The upstream dataset's name, e.g. 'wine_quality_raw'.")
     version: str = Field("latest", description="The upstream version to build from: 'latest' or 'X.Y.Z'.")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        try:
-            return validate_name(v)
-        except InvalidNameError as e:
-            raise ValueError(str(e)) from None
 
 
 SOURCE_KINDS = ("huggingface", "url", "git", "croissant", "dataset")
@@ -228,7 +239,7 @@ class SubsetSpec(_Model):
 class Descriptor(_Model):
     """A software-defined dataset."""
 
-    name: str = Field(description="Dataset name: [a-z][a-z0-9_]{0,63}; the Dagster asset key.")
+    name: DatasetName = Field(description="Dataset name: [a-z][a-z0-9_]{0,63}; the Dagster asset key.")
     description: str = Field(min_length=1, description="What the dataset is, for people.")
     license: str = Field(min_length=1, description="License URL or SPDX id of the published data.")
     url: str | None = Field(None, description="Home page of the dataset.")
@@ -246,14 +257,6 @@ class Descriptor(_Model):
         "'Params' model when it has one.",
     )
     subsets: list[SubsetSpec] = Field(default_factory=list, description="Subsets (more in subsets/*.yaml).")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        try:
-            return validate_name(v)
-        except InvalidNameError as e:
-            raise ValueError(str(e)) from None
 
     @field_validator("pipeline")
     @classmethod

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from coralord_dagster.client import DatasetVersion, open_dataset
 from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec
+from coralord_dagster.duck import query_arrow
 from coralord_dagster.errors import DescriptorError
 from coralord_dagster.publish import Provenance, PublishResult, Result, Versioned, to_arrow
 from coralord_dagster.reader import QueryError, quote_ident, read_parts, sql_literal, validate_query
@@ -84,13 +84,7 @@ def _sample_and_order(table: pa.Table, spec: SubsetSpec) -> pa.Table:
         sql += f" QUALIFY {rank} <= {keep}"
     order = ", ".join(quote_ident(c) for c in spec.order_by or []) or INDEX
     sql += f" ORDER BY {order}, {INDEX}" if spec.order_by else f" ORDER BY {INDEX}"
-    con = duckdb.connect()
-    try:
-        con.register("t", indexed)
-        out = con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
-    out = out.drop_columns([INDEX]).cast(table.schema).replace_schema_metadata(metadata)
+    out = query_arrow(indexed, sql).drop_columns([INDEX]).cast(table.schema).replace_schema_metadata(metadata)
     return out.select(spec.columns) if spec.columns else out
 
 
@@ -183,13 +177,7 @@ def compute_params_subset(
     table, _ = to_arrow(data.data if isinstance(data, Result) else data)
     if spec.where:
         validate_query(table.schema, None, spec.where, f"subset {sub.full_name}")
-        con = duckdb.connect()
-        try:
-            con.register("t", table)
-            filtered = con.sql(f"SELECT * FROM t WHERE ({spec.where})").to_arrow_table()
-        finally:
-            con.close()
-        table = filtered.cast(table.schema)
+        table = query_arrow(table, f"SELECT * FROM t WHERE ({spec.where})").cast(table.schema)
     if spec.sample is None and not spec.order_by:
         return table.select(spec.columns) if spec.columns else table
     return _sample_and_order(table, spec)

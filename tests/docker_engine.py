@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .helpers import stop_process_group
 
 BASE_IMAGE = "coralord-test/bookworm-python:1"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coralord-tests"
@@ -82,12 +83,7 @@ def engine() -> Iterator[str]:
             time.sleep(0.3)
         yield host
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc, timeout=30)
         log.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 

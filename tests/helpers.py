@@ -66,12 +66,19 @@ def dagster_dev(
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Stop a process started in its own session, and its children: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_for_http(url: str, timeout: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
