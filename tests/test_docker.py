@@ -60,7 +60,9 @@ def test_a_step_runs_in_the_built_image_and_the_version_records_its_digest(
         result = defs.resolve_job_def("coralord_datasets_job").execute_in_process(instance=instance)
         assert result.success
         logs = [e.user_message for e in instance.all_logs(result.run_id)]
-    image = docker.DockerClient(base_url=docker_host).images.get(IMAGE)
+    client = docker.DockerClient(base_url=docker_host)
+    image = client.images.get(IMAGE)
+    assert client.containers.list(all=True, filters={"label": "coralord.step"}) == []  # removed after use
     # The step really ran in the container (its own Python, reported over Dagster Pipes).
     assert any("running process in the container, Python 3.11" in m for m in logs), logs[-20:]
 

@@ -166,6 +166,7 @@ def _run_step(
                     "volumes": volumes,
                     "network_mode": "host",
                     "working_dir": str(desc.folder.resolve()),
+                    "labels": {"coralord.step": io_dir.name},
                 },
             )
         except DagsterPipesError as e:
@@ -183,5 +184,8 @@ def _run_step(
         table = pq.read_table(messages[-1]["coralord/output"]).combine_chunks()
     finally:
         shutil.rmtree(io_dir, ignore_errors=True)
+        # PipesDockerClient stops its container but leaves it; the logs are in Dagster already.
+        for container in client.containers.list(all=True, filters={"label": f"coralord.step={io_dir.name}"}):
+            container.remove(force=True)
     context.log.info(f"{desc.name}: {table.num_rows} rows computed in {image_id[:19]}")
     return Result(table, messages[-1]["metrics"]) if messages[-1].get("metrics") else table
