@@ -7,17 +7,16 @@ them), then times ``Catalog.search`` for a few texts. Run: ``python bench/catalo
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import duckdb
+from scratch import scratch_dir  # bench/ is on sys.path when a script runs
 
 from coralord_dagster.catalog import SCHEMA, Catalog
 
 
 def main() -> None:
-    path = Path(tempfile.mkdtemp(prefix="coralord-bench-catalog-")) / "catalog.duckdb"
+    path = scratch_dir("coralord-bench-catalog-") / "catalog.duckdb"
     con = duckdb.connect(str(path))
     con.execute(SCHEMA)
     datasets, versions_each, fields_each = 1000, 10, 12

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from edit_storage import one_percent_edit  # noqa: E402
 from publish import make_table  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 VERSIONS = 10
 
@@ -94,7 +94,7 @@ def main() -> None:
         sys.exit(
             "needs DVC: python -m venv /tmp/dvc && /tmp/dvc/bin/pip install dvc; then DVC=/tmp/dvc/bin/dvc"
         )
-    tmp = Path(tempfile.mkdtemp(prefix="coralord-bench-dvc-"))
+    tmp = scratch_dir("coralord-bench-dvc-")
     tables = versions(rows)
     print(f"{VERSIONS} versions of {rows:,} rows x 10 columns, 1% edits at 10 places between versions")
     d_pub, d_get, d_size = bench_dvc(dvc, tables, tmp)

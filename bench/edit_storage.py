@@ -10,7 +10,6 @@ Run: ``python bench/edit_storage.py [ROWS]``.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
 from publish import make_table  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from coralord_dagster.chunking import Chunking  # noqa: E402
 from coralord_dagster.publish import dictionary_columns  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
     table = make_table(rows)
     edited = one_percent_edit(table)
     dictionary = dictionary_columns(table)
-    tmp = Path(tempfile.mkdtemp(prefix="coralord-bench-edit-"))
+    tmp = scratch_dir("coralord-bench-edit-")
     print(f"{rows:,} rows x 10 columns; 1% edit at 10 places ({edited.num_rows:,} rows after)")
     for part_rows in (None, 1 << 18, 1 << 16, 1 << 14):
         store = PartStore(str(tmp / f"store-{part_rows}"))

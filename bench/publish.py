@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scratch import scratch_dir  # bench/ is on sys.path when a script runs
 
 
 def make_table(rows: int) -> pa.Table:
@@ -42,7 +41,7 @@ def best_of(n: int, func) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000_000
-    tmp = Path(tempfile.mkdtemp(prefix="coralord-bench-publish-"))
+    tmp = scratch_dir("coralord-bench-publish-")
     from coralord_dagster.client import open_dataset
     from coralord_dagster.croissant import DatasetInfo
     from coralord_dagster.workspace import Workspace

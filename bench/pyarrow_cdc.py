@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from edit_storage import one_percent_edit  # noqa: E402
 from publish import make_table  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from coralord_dagster.chunking import Chunking  # noqa: E402
 from coralord_dagster.publish import dictionary_columns  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
     edited = one_percent_edit(table)
     print(f"{rows:,} rows x 10 columns; 1% edit at 10 places: storage added ÷ one version (goal <= 5%)")
 
-    store = PartStore(tempfile.mkdtemp(prefix="coralord-bench-cdc-"))
+    store = PartStore(scratch_dir("coralord-bench-cdc-"))
     chunking = Chunking.for_table(table)
     first, _ = store.write_table(table, chunking, None, dictionary_columns(table))
     _, stats = store.write_table(edited, chunking, None, dictionary_columns(edited))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
+from scratch import scratch_dir  # bench/ is on sys.path when a script runs
 
 DESCRIPTOR = """name: {name}
 description: Bench dataset {i}.
@@ -54,12 +54,12 @@ def serve(port_file: str) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    port_file = Path(tempfile.mkdtemp()) / "port"
+    port_file = scratch_dir() / "port"
     upstream = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file)])
     while not port_file.exists() or not port_file.read_text():
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port_file.read_text()}"
-    root = Path(tempfile.mkdtemp(prefix="coralord-sensor-bench-"))
+    root = scratch_dir("coralord-sensor-bench-")
     (root / "use_cases").mkdir()
     # The sensor never runs pipelines; it only needs one to exist for the code version.
     (root / "use_cases" / "pipeline.py").write_text("def build(source):\n    return None\n")

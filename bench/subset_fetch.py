@@ -16,13 +16,13 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from scratch import scratch_dir  # bench/ is on sys.path when a script runs
 
 
 def start_s3() -> tuple[subprocess.Popen[bytes], str]:
@@ -58,7 +58,7 @@ def make_table(rows: int) -> pa.Table:
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     proc, endpoint = start_s3()
-    tmp = Path(tempfile.mkdtemp(prefix="coralord-bench-"))
+    tmp = scratch_dir("coralord-bench-")
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "bench",

@@ -85,6 +85,11 @@ def engine() -> Iterator[str]:
     finally:
         stop_process_group(proc, timeout=30)
         log.close()
+        # dockerd leaves its network namespace mounted under its exec root.
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            mount_point = line.split()[1]
+            if mount_point.startswith(str(run_dir)):
+                subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
