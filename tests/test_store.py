@@ -90,3 +90,16 @@ def test_a_one_percent_edit_reuses_most_parts(tmp_path: Path):
     reused = sum(p.sha256 in old for p in after)
     assert reused / len(after) >= 0.9, (reused, len(after))
     assert stats.bytes_written <= 0.1 * sum(p.bytes for p in after)
+
+
+def test_a_part_cut_short_before_it_reached_the_disk_is_written_again(tmp_path: Path):
+    """Parts are synced in one batch before a version commits; a crash before that can leave a
+    truncated file under a part's name, which the next write must replace rather than reuse."""
+    store = PartStore(str(tmp_path / "storage"))
+    parts, _ = store.write_table(table(1000), Chunking(64))
+    victim = Path(store.part_path(parts[3].sha256))
+    victim.write_bytes(victim.read_bytes()[:100])
+    again, stats = store.write_table(table(1000), Chunking(64))
+    assert again == parts and stats.parts_written == 1 and stats.parts_reused == len(parts) - 1
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == parts[3].sha256
+    assert store.check(parts[3]) is None
