@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,7 @@ class Registry:
             for rel, target in links.items():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                 (folder / rel).symlink_to(target)
+            self._pack_blobs(os.fsencode(t) for t in links.values())
             # The dataset's own folder, not its subsets: those are versioned on their own.
             rel_folder = str(folder.relative_to(self.path))
             pathspec = [rel_folder, f":(exclude){rel_folder}/subsets"]
@@ -305,6 +307,22 @@ class Registry:
             self._restore(head, folder, tag)
             raise RegistryError(f"cannot commit {tag} to registry {self.path}: {e}") from None
         return self.repo.head.commit.hexsha
+
+    def _pack_blobs(self, contents: Iterable[bytes]) -> None:
+        """Store small blobs (the part links' targets) in one pack before ``git add`` sees them:
+        ``git add`` would write each as a loose object file, hundreds of files per version."""
+        stream = b"".join(b"blob\ndata %d\n%s\n" % (len(c), c) for c in contents)
+        if not stream:
+            return
+        proc = subprocess.run(
+            ["git", "fast-import", "--quiet", "--done"],
+            cwd=self.path,
+            input=stream + b"done\n",
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise git.GitCommandError(["git", "fast-import"], proc.returncode, proc.stderr)
 
     def _restore(self, head: str, folder: Path, tag: str) -> None:
         """Undo a half-done commit: nothing of it may stay visible."""

@@ -85,3 +85,23 @@ def test_open_a_registry_by_git_url(tmp_path: Path, bare_remote: Path):
 def test_missing_registry_is_a_clear_error(tmp_path: Path):
     with pytest.raises(RegistryError, match="no registry at"):
         Registry(tmp_path / "nothing")
+
+
+def test_part_links_are_committed_without_a_loose_object_each(tmp_path: Path):
+    """A version links hundreds of parts: their blobs go into one pack, not one file each."""
+    reg = Registry.init(tmp_path / "reg", storage_url="../storage")
+    targets = tmp_path / "storage" / "parts"
+    targets.mkdir(parents=True)
+    links = {}
+    for i in range(300):
+        (targets / f"{i:04d}.parquet").write_bytes(b"x")
+        links[f"parts/{i}-{i:04d}.parquet"] = str(targets / f"{i:04d}.parquet")
+    with reg.locked():
+        reg.commit_version("ds", SemVer.parse("1.0.0"), {"manifest.json": b"m"}, links, message="ds 1.0.0")
+    loose = [p for p in (reg.path / ".git" / "objects").glob("??/*")]
+    assert len(loose) < 20, len(loose)
+    tree = reg.repo.tags["ds-v1.0.0"].commit.tree / "datasets" / "ds" / "parts"
+    assert len(tree.blobs) == 300 and all(b.mode == 0o120000 for b in tree.blobs)  # symlinks
+    link = reg.path / "datasets" / "ds" / "parts" / "7-0007.parquet"
+    assert link.is_symlink() and link.read_bytes() == b"x"
+    assert reg.repo.git.fsck("--no-progress") == ""
