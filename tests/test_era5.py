@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -242,3 +243,77 @@ def test_a_gridded_store_takes_a_lat_lon_box(tmp_path: Path, monkeypatch: pytest
     expected = ds["u"].sel(time=slice("2024-01-01T01", "2024-01-01T02"), hybrid=[137], latitude=[50.0, 40.0])
     expected = expected.sel(longitude=[10.0, 20.0])
     np.testing.assert_array_equal(frame["u"].to_numpy(), expected.values.reshape(-1))
+
+
+def test_a_store_change_inside_a_window_rebuilds_that_window_only(
+    era5_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The store changes on day 2 only (its metadata too, as when data is appended or replaced): the
+    dataset's own window (day 1) is unchanged, but the day-2 window subset is rebuilt."""
+    import zarr
+
+    store = tmp_path / "store.zarr"
+    shutil.copytree(era5_store, store)
+    monkeypatch.setenv(override_variable(NAME), str(store))
+    dest = tmp_path / "use_cases" / "sodeda_era4"
+    shutil.copytree(ERA5, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (dest / "descriptor.yaml").read_text()
+    (dest / "descriptor.yaml").write_text(
+        text.replace('check: {cron: "0 6 * * *"}', "check: {interval_seconds: 1}")
+    )
+    desc = load_descriptor(dest)
+    resource = CoralordResource(registry=str(tmp_path / "registry"))
+    defs = build_definitions([desc], resource=resource)
+    sources = defs.resolve_sensor_def("coralord_sources")
+    subsets = defs.resolve_sensor_def("coralord_subsets")
+
+    def tick(sensor: Any, cursor: str | None) -> Any:
+        result = sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"coralord": resource})
+        )
+        for event in result.asset_events or []:
+            instance.report_runless_asset_event(event)
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        return result
+
+    with dg.instance_for_test() as instance:
+        first = tick(sources, None)
+        assert [r.asset_selection for r in first.run_requests] == [[dg.AssetKey(NAME)]]
+        assert defs.resolve_job_def("coralord_datasets_job").execute_in_process(instance=instance).success
+        built = tick(subsets, None)
+        job = defs.resolve_job_def(f"{NAME}_subsets_job")
+        for request in built.run_requests:
+            assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+        assert tick(subsets, built.cursor).run_requests == []  # all current
+
+        group = zarr.open_group(str(store), mode="r+", zarr_format=2)
+        day2 = slice(24 + 6, 24 + 12)
+        group["t"][day2, :, :] = group["t"][day2, :, :] + 1.0
+        group.attrs["valid_time_stop"] = "2024-01-04"
+        zarr.consolidate_metadata(str(store), zarr_format=2)
+
+        time.sleep(1.1)  # the source's check interval
+        second = tick(sources, first.cursor)
+        assert "source changed: .zmetadata" in second.run_requests[0].tags["coralord/reason"]
+        run = defs.resolve_job_def("coralord_datasets_job").execute_in_process(instance=instance)
+        [mat] = run.asset_materializations_for_node(NAME)
+        assert mat.metadata["coralord/status"].value == "unchanged, still v1.0.0"  # day 1 is the same
+
+        rebuilt = tick(subsets, built.cursor)
+        assert sorted(r.partition_key for r in rebuilt.run_requests) == ["day2_morning", "surface_wind_day1"]
+        assert {r.tags["coralord/reason"] for r in rebuilt.run_requests} == {
+            "its source changed since it was built"
+        }
+        for request in rebuilt.run_requests:
+            assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+        assert tick(subsets, rebuilt.cursor).run_requests == []  # once per source change
+
+    ws = Workspace.open(tmp_path / "registry")
+    assert [str(v.version) for v in ws.registry.versions(f"{NAME}/day2_morning")] == ["1.1.0", "1.0.0"]
+    assert [str(v.version) for v in ws.registry.versions(f"{NAME}/surface_wind_day1")] == ["1.0.0"]
+    changed = open_dataset(f"{NAME}/day2_morning", workspace=ws).to_pandas()
+    expected = xr.open_zarr(store, chunks=None).sel(
+        time=slice("2024-01-02T06", "2024-01-02T11"), hybrid=[136, 137]
+    )
+    np.testing.assert_array_equal(changed["t"].to_numpy(), expected["t"].values.reshape(-1))

@@ -6,9 +6,11 @@ picks up a new subset without a restart or a code change. A removed file's parti
 updates stop, its published versions stay in the registry.
 
 The same sensor keeps subsets current: a subset whose latest version was derived from an older parent
-version than the parent's latest is rematerialized. Lineage decides, not Dagster's eager condition:
-eager works per automation tick and misses a parent update that lands in the same tick as the child's
-own materialization.
+version than the parent's latest is rematerialized, and so is a ``params`` subset (built from the
+source, e.g. a time window of a Zarr store) whose source fingerprint differs from the source's latest
+observation (a store can change inside a window while the dataset's own window stays the same).
+Lineage decides, not Dagster's eager condition: eager works per automation tick and misses a parent
+update that lands in the same tick as the child's own materialization.
 
 (Dagster cannot add assets to a running code location, hence partitions: the asset key is
 ``[dataset, "subsets"]`` and each partition publishes the dataset ``<dataset>/<subset>``.)
@@ -23,9 +25,12 @@ from coralord_dagster.errors import DescriptorError
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, SUBSETS_OF
 from coralord_dagster.orchestration.resource import CoralordResource
+from coralord_dagster.orchestration.sources import DATA_VERSION_TAG, source_key
 from coralord_dagster.publish import Versioned
 from coralord_dagster.subsets import build_subset, subset_code_version
 from coralord_dagster.workspace import Workspace
+
+SOURCE_CHANGED = "its source changed since it was built"
 
 
 def partitions_name(dataset: str) -> str:
@@ -118,16 +123,22 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
             if parent is None:
                 notes.append(f"{desc.name} has no published version yet; its subsets wait for it")
                 continue
+            observed = observed_fingerprint(context.instance, desc.name)
             for sub in current.values():
                 code = subset_code_version(desc, sub)
-                reason = _stale(ws, sub, code, seen.get(sub.full_name), str(parent.version))
+                reason = _stale(ws, sub, code, seen.get(sub.full_name), str(parent.version), observed)
                 if reason is None:
                     continue
+                if reason == SOURCE_CHANGED:  # once per observed fingerprint (the content may be the same)
+                    if seen.get(f"{sub.full_name}#source") == observed:
+                        continue
+                    state[f"{sub.full_name}#source"] = observed or ""
                 state[sub.full_name] = code
                 context.log.info(f"{sub.full_name}: {reason}")
                 runs.append(
                     dg.RunRequest(
-                        run_key=f"{sub.full_name}@{code}@parent-v{parent.version}",
+                        run_key=f"{sub.full_name}@{code}@parent-v{parent.version}"
+                        + (f"@source-{observed[:16]}" if sub.spec.params is not None and observed else ""),
                         asset_selection=[subsets_key(desc.name)],
                         partition_key=sub.spec.name,
                         tags={"coralord/reason": reason},
@@ -146,8 +157,20 @@ def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
     return _sensor
 
 
+def observed_fingerprint(instance: dg.DagsterInstance, dataset: str) -> str | None:
+    """The source fingerprint of the latest observation of ``dataset``'s source (None if none)."""
+    record = instance.get_latest_data_version_record(source_key(dataset), is_source=True)
+    observation = record.asset_observation if record is not None else None
+    return (observation.tags or {}).get(DATA_VERSION_TAG) if observation is not None else None
+
+
 def _stale(
-    ws: Workspace, sub: LoadedSubset, code: str, seen_code: str | None, parent_version: str
+    ws: Workspace,
+    sub: LoadedSubset,
+    code: str,
+    seen_code: str | None,
+    parent_version: str,
+    observed: str | None = None,
 ) -> str | None:
     """Why a subset needs a new version now, or None if it is current."""
     if seen_code is not None and seen_code != code:
@@ -155,7 +178,11 @@ def _stale(
     latest = ws.registry.latest(sub.full_name)
     if latest is None:
         return "it has no version yet"
-    derived = ws.registry.manifest(latest).derived_from
+    manifest = ws.registry.manifest(latest)
+    derived = manifest.derived_from
     if not derived or derived[0].get("version") != parent_version:
         return f"its parent {sub.dataset} is now v{parent_version}"
+    built_from = manifest.sources[0].get("fingerprint") if manifest.sources else None
+    if sub.spec.params is not None and observed and built_from != observed:
+        return SOURCE_CHANGED
     return None
