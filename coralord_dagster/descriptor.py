@@ -322,30 +322,27 @@ class LoadedDescriptor:
             raise PipelineError(f"{self.path}: field 'pipeline': {target!r} has no function {func_name!r}")
         return func
 
-    def params_model(self) -> type[BaseModel] | None:
-        """The pipeline module's ``Params`` model (a pydantic model), if it declares one."""
-        module = sys.modules.get(getattr(self.load_pipeline(), "__module__", ""))
-        model = getattr(module, "Params", None)
-        return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    def pipeline_params(
+        self,
+        overrides: dict[str, Any] | None = None,
+        where: Path | None = None,
+        pipeline: Callable[..., Any] | None = None,
+    ) -> Any:
+        """The dataset's ``params`` with ``overrides`` on top, validated by the ``Params`` model (a
+        pydantic model) of the pipeline's module when it has one, else as a dict.
 
-    def pipeline_params(self, overrides: dict[str, Any] | None = None, where: Path | None = None) -> Any:
-        """The dataset's ``params`` with ``overrides`` on top, validated by the pipeline's ``Params``.
-
+        ``pipeline``: the callable already loaded (so the model is the one its module holds).
         Errors name ``where`` (the descriptor or subset file) and the field.
         """
         merged = {**self.spec.params, **(overrides or {})}
-        model = self.params_model()
-        if model is None:
+        module = sys.modules.get(getattr(pipeline or self.load_pipeline(), "__module__", ""))
+        model = getattr(module, "Params", None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return merged
         try:
             return model.model_validate(merged)
         except ValidationError as e:
-            problems = [
-                f"field '{'.'.join(['params', *(str(p) for p in err['loc'])])}': "
-                f"{err['msg'].removeprefix('Value error, ')} ({_hint(err)})"
-                for err in e.errors()
-            ]
-            raise DescriptorError(f"{where or self.path}: " + "; ".join(problems)) from None
+            raise DescriptorError(f"{where or self.path}: {_problems(e, 'params')}") from None
 
     def code_version(self) -> str:
         """Hash of the descriptor text and the pipeline's source: changes when either changes."""
@@ -385,12 +382,17 @@ def _parse(text: str, path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"field '{loc}': {msg} ({_hint(err)})")
-        raise DescriptorError(f"{path}: " + "; ".join(problems)) from None
+        raise DescriptorError(f"{path}: {_problems(e)}") from None
+
+
+def _problems(e: ValidationError, prefix: str | None = None) -> str:
+    """One clause per invalid field: ``field 'a.b': what is wrong (what to do)``."""
+    problems = []
+    for err in e.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
+        field = ".".join([prefix, *loc] if prefix else loc)
+        problems.append(f"field '{field}': {err['msg'].removeprefix('Value error, ')} ({_hint(err)})")
+    return "; ".join(problems)
 
 
 def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:

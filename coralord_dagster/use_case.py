@@ -90,7 +90,7 @@ def run_pipeline(
     if context is not None and pipeline_signature_accepts(func, "context"):
         kwargs["context"] = context
     if pipeline_signature_accepts(func, "params"):
-        kwargs["params"] = desc.pipeline_params(params, params_from)
+        kwargs["params"] = desc.pipeline_params(params, params_from, func)
     elif params or desc.spec.params:
         raise DescriptorError(
             f"{params_from or desc.path}: field 'params': pipeline {desc.spec.pipeline} takes no "

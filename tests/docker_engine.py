@@ -6,7 +6,7 @@ case's image needs are downloaded as wheels from the package index into its buil
 and wheels are kept under ``~/.cache/coralord-tests`` between runs.
 
 Where no engine can be had (no ``dockerd``, not root) the Docker tests are skipped with the reason,
-unless ``REQUIRE_DOCKER=1`` (CI sets it), which turns that into a failure.
+unless ``REQUIRE_SYSTEM_TESTS=1`` (CI sets it), which turns that into a failure.
 """
 
 from __future__ import annotations
@@ -20,19 +20,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from .helpers import stop_process_group
+from .helpers import stop_process_group, unavailable
 
 BASE_IMAGE = "coralord-test/bookworm-python:1"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "coralord-tests"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        pytest.fail(f"Docker is required here (REQUIRE_DOCKER=1) but {reason}")
-    pytest.skip(reason)
 
 
 def _ping(host: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import BIN, REPO, free_port
-from .helpers import dagster_dev, run_ok, wait_for_http
+from .helpers import dagster_dev, run_ok, unavailable, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def chromium() -> str:
             ["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, capture_output=True
         )
     if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium); CI installs it")
+        unavailable("needs Debian's chromium (apt-get install chromium); CI installs it")
     return CHROMIUM
 
 
