@@ -195,16 +195,12 @@ def build_subset(
     for a params subset built by the pipeline from the source."""
     parent = open_dataset(desc.name, parent_version, workspace=ws)
     split_column = desc.spec.splits.column if desc.spec.splits else None
+    prov = subset_provenance(desc, sub, parent, run_id)  # before reading: the fingerprint covers the read
     if sub.spec.params is not None:
         table = compute_params_subset(desc, sub, ws, runner)
     else:
         table = compute_subset(parent, sub.spec, split_column)
-    versioned = Versioned(
-        table,
-        subset_info(desc, sub, parent),
-        subset_provenance(desc, sub, parent, run_id),
-        part_rows=desc.spec.storage.part_rows,
-    )
+    versioned = Versioned(table, subset_info(desc, sub, parent), prov, part_rows=desc.spec.storage.part_rows)
     return versioned, parent
 
 
