@@ -17,8 +17,9 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock
 
+from coralord_dagster import faults
 from coralord_dagster.errors import CoralordError
-from coralord_dagster.manifest import Manifest
+from coralord_dagster.model import Manifest
 from coralord_dagster.registry import Registry, VersionInfo, dataset_dir
 
 SCHEMA = """
@@ -73,6 +74,25 @@ class Catalog:
     def index(self, info: VersionInfo, manifest: Manifest, croissant: str) -> None:
         with self.connect(write=True) as con:
             _index(con, info, manifest, croissant)
+
+    def sync(self, registry: Registry) -> int:
+        """Index every tagged version the catalog lacks (after a crash, or versions others pushed), and
+        drop versions no longer tagged; returns how many were indexed."""
+        wanted = {(v.name, str(v.version)): v for v in registry.all_versions()}
+        indexed = {(n, ver): tag for n, ver, tag in self.query("SELECT name, version, tag FROM versions")}
+        missing = [v for key, v in wanted.items() if indexed.get(key) != v.tag]
+        stale = [key for key in indexed if key not in wanted]
+        if not missing and not stale:
+            return 0
+        with self.connect(write=True) as con:
+            for name, version in stale:
+                for table in ("versions", "version_parts", "fields", "lineage", "sources"):
+                    con.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", [name, version])
+            for info in missing:
+                folder = dataset_dir(info.name)
+                croissant = registry.read_file(info.tag, f"{folder}/croissant.json").decode()
+                _index(con, info, registry.manifest(info), croissant)
+        return len(missing)
 
     def rebuild(self, registry: Registry) -> int:
         """Recreate the catalog from the registry; returns the number of versions indexed."""
@@ -181,37 +201,23 @@ def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, crois
             "INSERT INTO fields VALUES (?,?,?,?,?)",
             [[info.name, v, i, f["name"], f["type"]] for i, f in enumerate(m.fields)],
         )
-        lineage = [
-            [info.name, v, d.get("relation", "parent"), d["name"], d.get("version"), d.get("content_id")]
-            for d in m.derived_from
-        ]
+        lineage = [[info.name, v, d.relation, d.name, d.version, d.content_id] for d in m.derived_from]
         if m.previous:
-            lineage.append(
-                [
-                    info.name,
-                    v,
-                    "previousVersion",
-                    m.previous["name"],
-                    m.previous["version"],
-                    m.previous["content_id"],
-                ]
-            )
+            p = m.previous
+            lineage.append([info.name, v, "previousVersion", p.name, p.version, p.content_id])
         if lineage:
             con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?,?)", lineage)
         if m.sources:
             con.executemany(
                 "INSERT INTO sources VALUES (?,?,?,?,?)",
-                [
-                    [info.name, v, s.get("kind"), s.get("uri"), json.dumps(s.get("fingerprint"))]
-                    for s in m.sources
-                ],
+                [[info.name, v, s.kind, s.uri, json.dumps(s.fingerprint)] for s in m.sources],
             )
         if parent:
             con.execute(
                 "INSERT INTO subsets VALUES (?,?,?) ON CONFLICT (name) DO UPDATE SET "
                 "parent = excluded.parent, "
                 "definition_json = excluded.definition_json",
-                [info.name, parent, json.dumps(m.derived_from)],
+                [info.name, parent, json.dumps([d.model_dump(exclude_none=True) for d in m.derived_from])],
             )
         # The newest version by semver is the dataset's latest, whatever order versions are indexed in.
         latest = con.execute(
@@ -227,6 +233,7 @@ def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, crois
             "updated_at = excluded.updated_at",
             [info.name, parent, doc.get("description"), doc.get("license"), *latest],
         )
+        faults.reached("index")
         con.execute("COMMIT")
     except duckdb.Error:
         con.execute("ROLLBACK")

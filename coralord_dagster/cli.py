@@ -1,13 +1,17 @@
 """The ``coralord`` command line (a stable contract: scripts and CI depend on it).
 
-Exit codes: 0 success; 1 a check found a problem (verify); 2 usage or input error, with a one-line
-message naming what is wrong. ``--json`` output is machine-readable and stable.
+Exit codes: 0 success; 1 a check found a problem (verify, diff) or stored data is corrupt or missing;
+2 usage or input error; 3 storage or the registry's remote unreachable after retries; 4 an internal
+error. Every failure prints one line ``coralord: error: …`` naming what is wrong, never a traceback
+(``CORALORD_DEBUG=1`` shows it). ``--json`` output is machine-readable and stable.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -21,6 +25,7 @@ from coralord_dagster.diff import diff_versions
 from coralord_dagster.errors import CoralordError
 from coralord_dagster.garbage import DEFAULT_GRACE_S, collect
 from coralord_dagster.naming import Ref
+from coralord_dagster.redact import redact_url
 from coralord_dagster.use_case import publish_descriptor
 from coralord_dagster.workspace import Workspace
 
@@ -32,13 +37,29 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _one_line(text: str) -> str:
+    return redact_url(" / ".join(line.strip() for line in text.splitlines() if line.strip()))
+
+
 def handle_errors(func: F) -> F:
+    """Every failure becomes one line and an exit code (see the module docstring), never a traceback."""
+
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except CoralordError as e:
-            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
+            _fail(_one_line(str(e)) or type(e).__name__, e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug: say so in one line, keep the traceback for who asks
+            if os.environ.get("CORALORD_DEBUG"):
+                traceback.print_exc()
+            _fail(
+                f"internal error {type(e).__name__}: {_one_line(str(e))[:500]} (set CORALORD_DEBUG=1 for the "
+                "traceback, and report it)",
+                4,
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -75,7 +96,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     for name in ws.registry.datasets():
         info = ws.registry.versions(name)[0]
         m = ws.registry.manifest(info)
-        parent = next((d for d in m.derived_from if "content_id" in d), None)
+        parent = m.parent
         rows.append(
             {
                 "name": name,
@@ -85,7 +106,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
                 "bytes": m.total_bytes,
                 "content_id": m.content_id,
                 "created": info.date,
-                "parent": f"{parent['name']}@v{parent['version']}" if parent else None,
+                "parent": parent.label if parent else None,
             }
         )
     if as_json:
@@ -260,9 +281,12 @@ def gc_cmd(ctx: click.Context, dry_run: bool, grace: int, as_json: bool) -> None
     verb = "would delete" if dry_run else "deleted"
     for sha, size in report.unreferenced:
         click.echo(f"{verb} {sha} ({size} bytes)")
+    for path, size in report.temporaries:
+        click.echo(f"{verb} temporary {path} ({size} bytes)")
     click.echo(
-        f"{verb} {len(report.unreferenced)} part(s), {report.bytes} bytes; kept {report.referenced} "
-        f"referenced and {report.too_young} younger than {grace} s"
+        f"{verb} {len(report.unreferenced)} part(s), {report.bytes} bytes, and {len(report.temporaries)} "
+        f"temporary file(s); kept {report.referenced} referenced and {report.too_young} younger than "
+        f"{grace} s"
     )
 
 

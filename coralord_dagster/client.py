@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from coralord_dagster.croissant import part_link_name
-from coralord_dagster.errors import IntegrityError
-from coralord_dagster.manifest import Manifest
+from coralord_dagster.model import Manifest
 from coralord_dagster.naming import Ref
-from coralord_dagster.reader import ReadStats, read_parts, validate_query
+from coralord_dagster.reader import ReadStats, read_parts, validate_query, whole_part
 from coralord_dagster.registry import VersionInfo, dataset_dir
 from coralord_dagster.workspace import Workspace
 
@@ -74,16 +72,11 @@ class DatasetVersion:
     def to_arrow(self, *, verify: bool = False) -> pa.Table:
         """The rows (and columns) asked for, with the schema they were published with.
 
-        ``verify`` checks the sha256 of every whole part read (a partial read of a remote part cannot).
+        Every byte read is checked against the manifest's digests first, so damaged storage raises
+        :class:`~coralord_dagster.errors.IntegrityError` instead of returning wrong values. ``verify``
+        also checks the sha256 of every part read (reading each whole).
         """
         ws = self.workspace
-        if verify and not self.partial and ws.store.is_local:
-            table = ws.store.read_table(self.manifest.parts, verify=True)
-            schema = self.manifest.schema
-            if not table.schema.equals(schema, check_metadata=False):
-                table = table.cast(schema)
-            self.last_read = ReadStats(parts_read=len(self.manifest.parts))
-            return table.replace_schema_metadata(schema.metadata)
         table, self.last_read = read_parts(
             ws.store,
             self.manifest.parts,
@@ -124,9 +117,7 @@ class DatasetVersion:
         for i, part in enumerate(self.manifest.parts):
             target = dest / part_link_name(i, part.sha256)
             if not (target.exists() and target.stat().st_size == part.bytes):
-                data = self.workspace.store.read_bytes(part.sha256)
-                if hashlib.sha256(data).hexdigest() != part.sha256:
-                    raise IntegrityError(f"part {part.sha256} is corrupt; run 'coralord verify {self.name}'")
+                data = whole_part(self.workspace.store, part, self.workspace.cache)
                 tmp = target.with_name(f".{target.name}.tmp")
                 tmp.write_bytes(data)
                 tmp.replace(target)
@@ -140,7 +131,7 @@ class DatasetVersion:
     def write(self, path: Path | str, *, fmt: str = "parquet") -> Path:
         """Write the rows asked for to one Parquet or CSV file, atomically."""
         path = Path(path)
-        table = self.to_arrow(verify=True)
+        table = self.to_arrow()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         if fmt == "parquet":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from coralord_dagster.errors import CroissantError
-from coralord_dagster.manifest import Manifest
+from coralord_dagster.model import DatasetInfo, Manifest, ParentRef, SourceRecord
+
+__all__ = ["DatasetInfo", "build_croissant", "dumps", "part_link_name", "trim_parts", "validate"]
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 CORALORD_NS = "https://coralord.dev/ns#"
@@ -74,27 +75,6 @@ CONTEXT: dict[str, Any] = {
 # (and an object of empty lists cannot turn into a self-referencing blank node in mlcroissant).
 for _term in ("statistics", "changes", "environment", "files", "fingerprint", "subset", "metrics", "params"):
     CONTEXT[f"coralord:{_term}"] = {"@id": f"coralord:{_term}", "@type": "@json"}
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the Croissant says about a dataset besides its data (mostly from the descriptor)."""
-
-    name: str
-    description: str
-    license: str
-    url: str | None = None
-    citation: str | None = None
-    keywords: tuple[str, ...] = ()
-    split_column: str | None = None
-    split_names: tuple[str, ...] = ()
-    columns: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # name -> {description, categories, semantic}
-    pipeline: str | None = None
-    environment: dict[str, Any] = field(default_factory=dict)
-    descriptor_text: str | None = None
-    metadata_digest: str = ""
 
 
 def part_link_name(ordinal: int, sha256: str) -> str:
@@ -300,13 +280,14 @@ def build_croissant(
     }
     if info.split_column and info.split_column in table.column_names:
         dataset_stats["rowsPerSplit"] = _value_counts(table, info.split_column)
-    derived = [_derivation(d) for d in manifest.derived_from] + [_derivation(s) for s in manifest.sources]
+    derived = [_parent(d) for d in manifest.derived_from] + [_source(s) for s in manifest.sources]
     if manifest.previous:
+        p = manifest.previous
         derived.append(
             {
-                "identifier": f"{manifest.previous['name']}@v{manifest.previous['version']}",
-                "name": f"{manifest.previous['name']} v{manifest.previous['version']}",
-                "coralord:contentId": manifest.previous["content_id"],
+                "identifier": p.label,
+                "name": f"{p.name} v{p.version}",
+                "coralord:contentId": p.content_id,
                 "coralord:relation": "previousVersion",
             }
         )
@@ -346,22 +327,24 @@ def build_croissant(
     return doc
 
 
-def _derivation(d: dict[str, Any]) -> dict[str, Any]:
-    if "content_id" in d:  # a parent coralord dataset version
-        return {
-            "identifier": f"{d['name']}@v{d['version']}",
-            "name": f"{d['name']} v{d['version']}",
-            "coralord:contentId": d["content_id"],
-            "coralord:relation": d.get("relation", "parent"),
-            **({"coralord:subset": d["subset"]} if d.get("subset") else {}),
-        }
-    out = {"url": d["uri"], "name": d["uri"], "coralord:sourceKind": d.get("kind")}
-    if d.get("params"):
-        out["coralord:params"] = d["params"]
-    if d.get("files"):
-        out["coralord:files"] = d["files"]
-    if d.get("fingerprint"):
-        out["coralord:fingerprint"] = d["fingerprint"]
+def _parent(d: ParentRef) -> dict[str, Any]:
+    return {
+        "identifier": d.label,
+        "name": f"{d.name} v{d.version}",
+        "coralord:contentId": d.content_id,
+        "coralord:relation": d.relation,
+        **({"coralord:subset": d.subset} if d.subset else {}),
+    }
+
+
+def _source(s: SourceRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"url": s.uri, "name": s.uri, "coralord:sourceKind": s.kind}
+    if s.params:
+        out["coralord:params"] = s.params
+    if s.files:
+        out["coralord:files"] = s.files
+    if s.fingerprint:
+        out["coralord:fingerprint"] = s.fingerprint
     return out
 
 

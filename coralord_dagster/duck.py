@@ -18,3 +18,15 @@ def query_arrow(table: pa.Table, sql: str, name: str = "t") -> pa.Table:
         return con.sql(sql).to_arrow_table()
     finally:
         con.close()
+
+
+def sandboxed_query(table: pa.Table, sql: str, name: str = "t") -> pa.Table:
+    """Like :func:`query_arrow`, on a connection that can read nothing but ``table``: external access
+    (files, URLs, extensions) is off and the configuration is locked before any user SQL runs."""
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        con.register(name, table)
+        con.execute("SET lock_configuration = true")
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()

@@ -41,6 +41,13 @@ class MeteredFileSystem(AbstractFileSystem):
         self.count(len(data))
         return data
 
+    def cat_ranges(
+        self, paths: list[str], starts: list[int], ends: list[int], *args: Any, **kwargs: Any
+    ) -> list[bytes]:
+        out = self.inner.cat_ranges(paths, starts, ends, *args, **kwargs)
+        self.count(sum(len(b) for b in out if isinstance(b, bytes)))
+        return list(out)
+
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         return self.inner.info(path, **kwargs)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from coralord_dagster.store import PartRef
+from coralord_dagster.model import PartRef
 
 Condition = tuple[str, str, Any]  # (column, operator, value or values)
 
@@ -108,15 +108,13 @@ def _may_match(bounds: list[Any], op: str, value: Any) -> bool:
     return True
 
 
-def prune(parts: Sequence[PartRef], where: str | None) -> list[PartRef]:
-    """The parts that may hold rows matching ``where`` (all of them when nothing can be decided)."""
-    if not where:
-        return list(parts)
-    conds = conditions(where)
-    if not conds:
-        return list(parts)
-    return [
-        p
-        for p in parts
-        if not p.stats or all(col not in p.stats or _may_match(p.stats[col], op, v) for col, op, v in conds)
-    ]
+def may_match(stats: dict[str, list[Any]] | None, conds: Sequence[Condition]) -> bool:
+    """Whether rows with these per-column [min, max] may satisfy every condition."""
+    if not stats or not conds:
+        return True
+    return all(col not in stats or _may_match(stats[col], op, v) for col, op, v in conds)
+
+
+def prune(parts: Sequence[PartRef], conds: Sequence[Condition]) -> list[PartRef]:
+    """The parts that may hold rows matching ``conds`` (all of them when nothing can be decided)."""
+    return [p for p in parts if may_match(p.stats, conds)]

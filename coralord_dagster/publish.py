@@ -1,52 +1,58 @@
-"""Publishing a version: parts → manifest → version decision → Croissant → Git commit + tag → catalog.
+"""Publishing a version: analyse → write parts → decide the version → render Croissant → commit → index.
 
 The order makes a half-written version impossible to see: parts are content-addressed and invisible
-until a manifest references them; the manifest and Croissant become visible in one Git commit and tag,
-made under the registry lock after re-checking that no other publisher moved the dataset meanwhile.
+until a manifest references them; the manifest and Croissant become visible in one Git commit and tag
+(pushed to the remote first, when there is one), made under the registry lock after re-checking that no
+other publisher moved the dataset meanwhile. When someone did, or the remote refused the push, only the
+decision and the commit are redone, with backoff; the parts are already stored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from coralord_dagster import croissant as cr
+from coralord_dagster import faults
 from coralord_dagster.catalog import Catalog
-from coralord_dagster.chunking import Chunking, row_hashes, rows_digest
-from coralord_dagster.errors import CoralordError, PipelineError, RegistryError
-from coralord_dagster.manifest import Manifest, encode_schema, schema_fields
-from coralord_dagster.naming import FIRST_VERSION, SemVer, tag_name, validate_name
+from coralord_dagster.chunking import Chunking, hash_rows, rows_digest
+from coralord_dagster.errors import (
+    CoralordError,
+    PipelineError,
+    PublishConflictError,
+    StorageUnavailableError,
+)
+from coralord_dagster.model import (
+    FORMAT,
+    DatasetInfo,
+    Manifest,
+    PartRef,
+    Provenance,
+    encode_schema,
+    schema_fields,
+)
+from coralord_dagster.naming import FIRST_VERSION, Bump, SemVer, tag_name, validate_name
 from coralord_dagster.registry import Registry, VersionInfo, dataset_dir
 from coralord_dagster.store import PartStore, WriteStats
+from coralord_dagster.tempdirs import private_tempdir, remove_orphans
 from coralord_dagster.versioning import classify
 
 log = logging.getLogger(__name__)
 
 #: Parts kept in the copy of a Croissant that mlcroissant validates before a publish.
 VALIDATE_PARTS = 8
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a version comes from: sources, parent datasets, code version and run."""
-
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    derived_from: list[dict[str, Any]] = field(default_factory=list)
-    code_version: str | None = None
-    run_id: str | None = None
-    #: The environment the pipeline ran in (image, digest, runner), when known at run time; it
-    #: replaces the descriptor's ``environment`` in the Croissant.
-    environment: dict[str, Any] | None = None
+#: Attempts at committing a version when others keep publishing first or the remote refuses the push.
+COMMIT_ATTEMPTS = int(os.environ.get("CORALORD_COMMIT_ATTEMPTS", "25"))
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class Versioned:
     """
 
     data: Any
-    info: cr.DatasetInfo
+    info: DatasetInfo
     provenance: Provenance
     part_rows: int | None = None
 
@@ -122,6 +128,44 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+@dataclass(frozen=True)
+class _Analysed:
+    """A pipeline's result, normalized: the table and what is computed once from it."""
+
+    table: pa.Table
+    produced_as: str
+    metrics: dict[str, float]
+    info: DatasetInfo
+
+
+@dataclass(frozen=True)
+class _Written:
+    chunking: Chunking
+    rows_digest: str
+    parts: list[PartRef]
+    stats: WriteStats
+    column_stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a publish is about to commit: the version after ``previous`` (None: the first)."""
+
+    previous: VersionInfo | None
+    previous_manifest: Manifest | None
+    bump: Bump | None  # None: identical content, nothing to publish
+    changes: dict[str, Any]
+
+    @property
+    def version(self) -> SemVer:
+        assert self.bump is not None
+        return self.previous.version.bump(self.bump) if self.previous else FIRST_VERSION
+
+
+class _Moved(PublishConflictError):
+    """Another publisher committed this dataset between our decision and our commit."""
+
+
 class Publisher:
     """Publishes versions of datasets into one registry, store and catalog."""
 
@@ -133,128 +177,161 @@ class Publisher:
     def publish(
         self,
         data: Any,
-        info: cr.DatasetInfo,
+        info: DatasetInfo,
         provenance: Provenance | None = None,
         *,
         part_rows: int | None = None,
     ) -> PublishResult:
+        """Publish ``data`` as the next version of ``info.name`` (or report it unchanged)."""
         name = validate_name(info.name)
         provenance = provenance or Provenance()
-        metrics: dict[str, float] = {}
-        if isinstance(data, Result):
-            data, metrics = data.data, dict(data.metrics)
-        if provenance.environment is not None:
-            info = replace(info, environment=provenance.environment)
-        table, produced_as = to_arrow(data)
-        if info.split_column and info.split_names:
-            self._check_splits(table, info)
-        hashes = row_hashes(table)
-        chunking = Chunking.for_table(table, part_rows, self._previous_chunking(name))
+        remove_orphans()  # temporary folders of killed publishers
+        analysed = analyse(data, info, provenance)
+        self._sync()
+        written = self._write_parts(analysed, part_rows)
+        draft = draft_manifest(analysed, written, provenance)
+        retrying = Retrying(
+            stop=stop_after_attempt(COMMIT_ATTEMPTS),
+            wait=wait_exponential_jitter(initial=0.02, max=2.0),
+            retry=retry_if_exception_type((PublishConflictError, StorageUnavailableError)),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    plan = self._decide(draft)
+                    if plan.bump is None:
+                        return self._unchanged(plan, written.stats)
+                    manifest, doc, files, links = self._render(plan, draft, analysed, written)
+                    self._validate(files["croissant.json"], links)
+                    faults.reached("validated")
+                    version = self._commit(plan, manifest, files, links)
+        except PublishConflictError as e:
+            raise PublishConflictError(
+                f"could not publish {name} after {COMMIT_ATTEMPTS} attempts: {e}; nothing was published, "
+                "publish again"
+            ) from None
+        warnings = self._index()
+        return PublishResult(
+            name,
+            version.version,
+            version.tag,
+            version.commit,
+            manifest,
+            doc,
+            True,
+            written.stats,
+            self.store.url,
+            warnings,
+        )
+
+    # ----------------------------------------------------------------- the steps
+    def _sync(self) -> None:
+        """Bring the registry up to date with its remote, so decisions are made against the truth."""
+        if self.registry.has_remote:
+            with self.registry.locked():
+                self.registry.sync()
+
+    def _write_parts(self, a: _Analysed, part_rows: int | None) -> _Written:
+        chunking = Chunking.for_table(a.table, part_rows, self._previous_chunking(a.info.name))
         # Column statistics (for the Croissant) are computed by DuckDB while the parts are written.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            column_stats_job = pool.submit(cr.column_statistics, table)
-            parts, stats = self.store.write_table(table, chunking, hashes, dictionary_columns(table))
+            column_stats_job = pool.submit(cr.column_statistics, a.table)
+            hashes = chunking.hashes(a.table)
+            parts, stats = self.store.write_table(a.table, chunking, hashes, dictionary_columns(a.table))
             column_stats = column_stats_job.result()
-        draft = Manifest(
-            name=name,
-            version="0.0.0",
-            parts=parts,
-            fields=schema_fields(table.schema),
-            arrow_schema=encode_schema(table.schema),
-            rows=table.num_rows,
-            rows_digest=rows_digest(hashes),
-            chunking=chunking.to_json(),
-            metadata_digest=info.metadata_digest,
-            created=_now(),
-            produced_as=produced_as,
-            derived_from=provenance.derived_from,
-            sources=provenance.sources,
-            code_version=provenance.code_version,
-            run_id=provenance.run_id,
-            metrics=metrics,
+        return _Written(chunking, rows_digest(hashes), parts, stats, column_stats)
+
+    def _decide(self, draft: Manifest) -> _Plan:
+        """The version ``draft`` becomes, against the latest version this registry knows."""
+        previous = self.registry.latest(draft.name)
+        prev = self.registry.manifest(previous) if previous else None
+        bump, changes = classify(prev, draft, self._rows_digest(prev, draft) if prev else None)
+        return _Plan(previous, prev, bump, changes)
+
+    def _rows_digest(self, m: Manifest, draft: Manifest) -> str:
+        """``m``'s rows digest under ``draft``'s row hash: read and hashed again when ``m`` was hashed by
+        another rule (a registry moving to a new row hash; once)."""
+        rule = str(draft.chunking.get("row_hash"))
+        if m.chunking.get("row_hash") == rule:
+            return m.rows_digest
+        from coralord_dagster.reader import read_parts
+
+        table, _ = read_parts(self.store, m.parts, m.schema, what=f"{m.name} v{m.version}")
+        return rows_digest(hash_rows(table, rule))
+
+    def _unchanged(self, plan: _Plan, stats: WriteStats) -> PublishResult:
+        assert plan.previous is not None and plan.previous_manifest is not None
+        previous = plan.previous
+        croissant = self.registry.read_file(previous.tag, f"{dataset_dir(previous.name)}/croissant.json")
+        return PublishResult(
+            previous.name,
+            previous.version,
+            previous.tag,
+            previous.commit,
+            plan.previous_manifest,
+            json.loads(croissant),
+            False,
+            stats,
+            self.store.url,
         )
-        for _attempt in range(20):
-            previous = self.registry.latest(name)
-            prev_manifest = self.registry.manifest(previous) if previous else None
-            bump, changes = classify(prev_manifest, draft)
-            if bump is None:
-                assert previous is not None and prev_manifest is not None
-                self._push()
-                croissant = self.registry.read_file(previous.tag, f"{dataset_dir(name)}/croissant.json")
-                return PublishResult(
-                    name,
-                    previous.version,
-                    previous.tag,
-                    previous.commit,
-                    prev_manifest,
-                    json.loads(croissant),
-                    False,
-                    stats,
-                    self.store.url,
+
+    def _render(
+        self, plan: _Plan, draft: Manifest, a: _Analysed, w: _Written
+    ) -> tuple[Manifest, dict[str, Any], dict[str, bytes], dict[str, str]]:
+        """The manifest, Croissant and files of the version ``plan`` decided."""
+        prev = plan.previous_manifest
+        manifest = draft.with_version(
+            str(plan.version),
+            bump=plan.bump if prev else "first",
+            changes=plan.changes,
+            previous=prev.ref if prev else None,
+        )
+        doc = cr.build_croissant(
+            manifest,
+            a.info,
+            a.table,
+            local_links=self.store.is_local,
+            date_published=manifest.created[:10],
+            stats=w.column_stats,
+        )
+        files = {"manifest.json": manifest.dumps().encode(), "croissant.json": cr.dumps(doc).encode()}
+        if a.info.descriptor_text is not None:
+            files["descriptor.yaml"] = a.info.descriptor_text.encode()
+        links = (
+            {cr.part_link_name(i, p.sha256): self.store.part_path(p.sha256) for i, p in enumerate(w.parts)}
+            if self.store.is_local
+            else {}
+        )
+        return manifest, doc, files, links
+
+    def _commit(
+        self, plan: _Plan, manifest: Manifest, files: dict[str, bytes], links: dict[str, str]
+    ) -> VersionInfo:
+        """Commit and tag the version, unless the dataset moved since ``plan`` was decided."""
+        name = manifest.name
+        with self.registry.locked():
+            self.registry.sync()
+            now = self.registry.latest(name)
+            if (now.tag if now else None) != (plan.previous.tag if plan.previous else None):
+                raise _Moved(f"{name} moved to {now.tag if now else None} meanwhile")
+            # gc deletes only under this lock: parts present now stay until the tag protects them.
+            missing = self.store.missing(manifest.parts)
+            if missing:
+                raise PipelineError(
+                    f"{name}: {len(missing)} part(s) vanished from storage while publishing (a concurrent "
+                    f"'coralord gc --grace 0'?), e.g. {missing[0]}; publish again"
                 )
-            version = previous.version.bump(bump) if previous else FIRST_VERSION
-            manifest = draft.with_version(
-                str(version),
-                bump=bump if previous else "first",
-                changes=changes,
-                previous=(
-                    {"name": name, "version": str(previous.version), "content_id": prev_manifest.content_id}
-                    if previous and prev_manifest
-                    else None
-                ),
+            version = plan.version
+            tag = tag_name(name, version)
+            commit = self.registry.commit_version(
+                name, version, files, links, message=f"{tag}: {changes_line(manifest)}"
             )
-            doc = cr.build_croissant(
-                manifest,
-                info,
-                table,
-                local_links=self.store.is_local,
-                date_published=manifest.created[:10],
-                stats=column_stats,
-            )
-            files = {
-                "manifest.json": manifest.dumps().encode(),
-                "croissant.json": cr.dumps(doc).encode(),
-            }
-            if info.descriptor_text is not None:
-                files["descriptor.yaml"] = info.descriptor_text.encode()
-            links = (
-                {cr.part_link_name(i, p.sha256): self.store.part_path(p.sha256) for i, p in enumerate(parts)}
-                if self.store.is_local
-                else {}
-            )
-            self._validate(files["croissant.json"], links)
-            with self.registry.locked():
-                now = self.registry.latest(name)
-                if (now.tag if now else None) != (previous.tag if previous else None):
-                    continue  # someone published meanwhile: decide again against the new latest
-                tag = tag_name(name, version)
-                message = f"{tag}: {changes_line(manifest)}"
-                commit = self.registry.commit_version(name, version, files, links, message=message)
-                info_v = VersionInfo(name, version, tag, commit, self.registry.versions(name)[0].date)
-            warnings = self._after_commit(info_v, manifest, files["croissant.json"].decode())
-            return PublishResult(
-                name, version, tag, commit, manifest, doc, True, stats, self.store.url, warnings
-            )
-        raise RegistryError(f"could not publish {name}: the registry kept changing under 20 attempts")
+            return VersionInfo(name, version, tag, commit, self.registry.versions(name)[0].date)
 
     def _previous_chunking(self, name: str) -> Chunking | None:
         latest = self.registry.latest(name)
         return Chunking.from_json(self.registry.manifest(latest).chunking) if latest else None
-
-    @staticmethod
-    def _check_splits(table: pa.Table, info: cr.DatasetInfo) -> None:
-        if info.split_column not in table.column_names:
-            raise PipelineError(
-                f"{info.name}: the descriptor declares split column {info.split_column!r} but the table has "
-                f"only {table.column_names}; add the column or fix 'splits.column'"
-            )
-        found = set(pc.unique(table.column(info.split_column)).to_pylist())
-        unknown = sorted(str(s) for s in found - set(info.split_names))
-        if unknown:
-            raise PipelineError(
-                f"{info.name}: rows have split values {unknown} not declared in 'splits.names' "
-                f"{list(info.split_names)}"
-            )
 
     def _validate(self, croissant: bytes, links: dict[str, str]) -> None:
         """Check the Croissant loads in mlcroissant before anything becomes visible.
@@ -264,32 +341,79 @@ class Publisher:
         """
         doc = cr.trim_parts(json.loads(croissant), VALIDATE_PARTS)
         kept = set(doc["distribution"][-1]["includes"])
-        with tempfile.TemporaryDirectory(prefix="coralord-croissant-") as tmp:
-            path = Path(tmp) / "croissant.json"
+        with private_tempdir("croissant") as tmp:
+            path = tmp / "croissant.json"
             path.write_text(cr.dumps(doc))
             for rel, target in links.items():
                 if rel not in kept:
                     continue
-                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
-                (Path(tmp) / rel).symlink_to(target)
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).symlink_to(target)
             cr.validate(path)
 
-    def _push(self) -> None:
-        if not self.registry.read_only:
-            with self.registry.locked():
-                self.registry.push()
+    def _index(self) -> list[str]:
+        """Index every tagged version the catalog lacks; the version exists already, so a failure here is
+        reported, not undone (the catalog is derived: the next publish or search catches up)."""
+        if self.catalog is None:
+            return []
+        try:
+            self.catalog.sync(self.registry)
+        except (CoralordError, OSError) as e:
+            message = f"catalog not updated ({e}); run 'coralord catalog rebuild'"
+            log.warning(message)
+            return [message]
+        return []
 
-    def _after_commit(self, info: VersionInfo, manifest: Manifest, croissant: str) -> list[str]:
-        """Push and index; the version exists already, so failures here are reported, not undone."""
-        warnings = []
-        if self.catalog is not None:
-            try:
-                self.catalog.index(info, manifest, croissant)
-            except (CoralordError, OSError) as e:
-                warnings.append(f"catalog not updated ({e}); run 'coralord catalog rebuild'")
-                log.warning(warnings[-1])
-        self._push()
-        return warnings
+
+def analyse(data: Any, info: DatasetInfo, provenance: Provenance) -> _Analysed:
+    """Normalize what a pipeline returned and compute what every later step needs from it, once."""
+    metrics: dict[str, float] = {}
+    if isinstance(data, Result):
+        data, metrics = data.data, dict(data.metrics)
+    if provenance.environment is not None:
+        info = replace(info, environment=provenance.environment)
+    table, produced_as = to_arrow(data)
+    if info.split_column and info.split_names:
+        _check_splits(table, info)
+    return _Analysed(table, produced_as, metrics, info)
+
+
+def draft_manifest(a: _Analysed, w: _Written, provenance: Provenance) -> Manifest:
+    """The manifest before its version is decided."""
+    return Manifest(
+        format=FORMAT,
+        name=a.info.name,
+        version="0.0.0",
+        parts=w.parts,
+        fields=schema_fields(a.table.schema),
+        arrow_schema=encode_schema(a.table.schema),
+        rows=a.table.num_rows,
+        rows_digest=w.rows_digest,
+        chunking=w.chunking.to_json(),
+        metadata_digest=a.info.metadata_digest,
+        created=_now(),
+        produced_as=a.produced_as,
+        derived_from=list(provenance.derived_from),
+        sources=list(provenance.sources),
+        code_version=provenance.code_version,
+        run_id=provenance.run_id,
+        metrics=a.metrics,
+    )
+
+
+def _check_splits(table: pa.Table, info: DatasetInfo) -> None:
+    if info.split_column not in table.column_names:
+        raise PipelineError(
+            f"{info.name}: the descriptor declares split column {info.split_column!r} but the table has "
+            f"only {table.column_names}; add the column or fix 'splits.column'"
+        )
+    found = set(pc.unique(table.column(info.split_column)).to_pylist())
+    unknown = sorted(str(s) for s in found - set(info.split_names))
+    if unknown:
+        raise PipelineError(
+            f"{info.name}: rows have split values {unknown} not declared in 'splits.names' "
+            f"{list(info.split_names)}"
+        )
 
 
 def dictionary_columns(table: pa.Table, sample_rows: int = 65536) -> list[str]:

@@ -1,21 +1,26 @@
-"""Reading a version, or only part of it: columns and a predicate pushed into each Parquet part.
+"""Reading a version, or only part of it — and never returning bytes that were not checked.
 
-DuckDB reads each part through fsspec (remote stores) or directly (local disk), so only the footers,
-the row groups whose statistics can match the predicate, and the requested columns are transferred.
-For remote storage a local, content-addressed cache keeps whole parts (full reads) and per-part query
-results (partial reads), keyed by the part's sha256, so the cache is shared by every version and
-dataset that reuses a part and a repeated fetch reads nothing from storage. Cached files are checked by
-size on use; whole parts are checked by sha256 when they enter the cache.
+Every byte a read decodes is checked first against a digest in the manifest: the part's footer, then each
+column chunk it needs (xxh3-64, see :func:`coralord_dagster.store.part_digests`). The checked footer says
+which row groups can match the predicate (their statistics) and where the needed column chunks are; only
+those ranges are fetched, checked and decoded with pyarrow; the predicate then runs in a sandboxed DuckDB
+connection over the decoded columns. So a projected, pushed-down read transfers no more than before, and a
+flipped byte anywhere it reads raises :class:`IntegrityError` naming the part instead of returning wrong
+values. Parts of versions published before digests existed are checked whole, by their sha256.
+
+For remote storage a local, content-addressed cache keeps whole parts (full reads) and byte ranges
+(partial reads), keyed by the part's sha256 and the range. Entries are checked by the same digests each
+time they are used; a damaged entry is deleted and fetched again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from coralord_dagster.duck import sandboxed_query
 from coralord_dagster.errors import CoralordError, IntegrityError
 from coralord_dagster.metered import MeteredFileSystem
-from coralord_dagster.pruning import prune
-from coralord_dagster.store import PartRef, PartStore
+from coralord_dagster.model import PartRef
+from coralord_dagster.pruning import Condition, conditions, may_match, prune
+from coralord_dagster.store import PartStore, check_part_bytes, chunk_ranges, digest, row_group_statistics
 
 
 class QueryError(CoralordError, ValueError):
@@ -44,6 +51,16 @@ def sql_literal(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _parse(where: str) -> dict[str, Any]:
+    con = duckdb.connect()
+    try:
+        rows = con.execute("SELECT json_serialize_sql(?)", [f"SELECT * FROM t WHERE ({where})"]).fetchall()
+    finally:
+        con.close()
+    parsed: dict[str, Any] = json.loads(rows[0][0]) if rows else {"error": True}
+    return parsed
+
+
 def validate_query(schema: pa.Schema, columns: Sequence[str] | None, where: str | None, what: str) -> None:
     """Fail before any read if the columns or the predicate do not fit ``schema``."""
     if columns is not None:
@@ -54,21 +71,35 @@ def validate_query(schema: pa.Schema, columns: Sequence[str] | None, where: str 
             raise QueryError("no columns requested")
     if where is None:
         return
-    con = duckdb.connect()
+    # Exactly one SELECT statement, parsed without running: no second statement can ride along.
+    parsed = _parse(where)
+    if parsed.get("error") or len(parsed.get("statements", [])) != 1:
+        problem = parsed.get("error_message", "not one expression")
+        raise QueryError(f"invalid predicate {where!r} for {what}: {problem}")
     try:
-        # Exactly one SELECT statement, parsed without running: no second statement can ride along.
-        rows = con.execute("SELECT json_serialize_sql(?)", [f"SELECT * FROM t WHERE ({where})"]).fetchall()
-        parsed: dict[str, Any] = json.loads(rows[0][0]) if rows else {"error": True}
-        if parsed.get("error") or len(parsed.get("statements", [])) != 1:
-            problem = parsed.get("error_message", "not one expression")
-            raise QueryError(f"invalid predicate {where!r} for {what}: {problem}")
-        con.register("t", schema.empty_table())
-        con.execute(f"SELECT * FROM t WHERE ({where}) LIMIT 0")
+        sandboxed_query(schema.empty_table(), f"SELECT * FROM t WHERE ({where}) LIMIT 0")
     except duckdb.Error as e:
         message = str(e).splitlines()[0]
         raise QueryError(f"invalid predicate {where!r} for {what}: {message}") from None
-    finally:
-        con.close()
+
+
+def referenced_columns(where: str, schema: pa.Schema) -> list[str]:
+    """The columns of ``schema`` a predicate mentions (what must be read to evaluate it)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("class") == "COLUMN_REF" and node.get("column_names"):
+                found.add(str(node["column_names"][-1]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(_parse(where).get("statements", []))
+    lowered = {n.lower(): n for n in found}
+    return [n for n in schema.names if n in found or n.lower() in lowered]
 
 
 @dataclass
@@ -80,7 +111,7 @@ class ReadStats:
 
 
 class PartCache:
-    """Content-addressed local cache of parts and per-part query results."""
+    """Content-addressed local cache of whole parts and of byte ranges of parts, checked on every use."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -88,51 +119,175 @@ class PartCache:
     def part_path(self, sha256: str) -> Path:
         return self.root / "parts" / sha256[:2] / f"{sha256}.parquet"
 
-    def result_path(self, key: str) -> Path:
-        return self.root / "results" / key[:2] / f"{key}.parquet"
+    def range_path(self, sha256: str, offset: int, length: int) -> Path:
+        return self.root / "ranges" / sha256[:2] / sha256 / f"{offset}-{length}"
 
-    def cached_part(self, part: PartRef) -> Path | None:
+    def whole(self, part: PartRef) -> bytes | None:
+        """The cached part if it is intact; a damaged entry is deleted."""
         path = self.part_path(part.sha256)
-        return path if path.exists() and path.stat().st_size == part.bytes else None
+        data = _read_file(path)
+        if data is None:
+            return None
+        if check_part_bytes(part, data) is not None:
+            path.unlink(missing_ok=True)
+            return None
+        return data
 
-    def cached_result(self, key: str) -> Path | None:
-        path = self.result_path(key)
-        meta = path.with_suffix(".json")
-        ok = (
-            path.exists()
-            and meta.exists()
-            and json.loads(meta.read_text()).get("bytes") == path.stat().st_size
-        )
-        return path if ok else None
+    def range(self, part: PartRef, offset: int, length: int, expected: str) -> bytes | None:
+        """A cached byte range if it matches ``expected``, read from the whole part when cached."""
+        whole = self.part_path(part.sha256)
+        for path, start in ((whole, offset), (self.range_path(part.sha256, offset, length), 0)):
+            try:
+                with open(path, "rb") as f:
+                    data = os.pread(f.fileno(), length, start)
+            except OSError:
+                continue
+            if len(data) == length and digest(data) == expected:
+                return data
+            path.unlink(missing_ok=True)  # damaged: fetch it again
+        return None
 
-    def add_part(self, part: PartRef, data: bytes) -> Path:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != part.sha256:
-            raise IntegrityError(f"part {part.sha256} is corrupt in storage (content hashes to {actual})")
-        return _atomic_write(self.part_path(part.sha256), data)
+    def add_part(self, part: PartRef, data: bytes) -> None:
+        _atomic_write(self.part_path(part.sha256), data)
 
-    def add_result(self, key: str, table: pa.Table) -> None:
-        path = self.result_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
-        pq.write_table(table, tmp)
-        size = tmp.stat().st_size
-        os.replace(tmp, path)
-        _atomic_write(path.with_suffix(".json"), json.dumps({"bytes": size}).encode())
+    def add_range(self, part: PartRef, offset: int, length: int, data: bytes) -> None:
+        _atomic_write(self.range_path(part.sha256, offset, length), data)
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
+def _read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-    return path
 
 
 def _progress(total: int, desc: str) -> tqdm:
     """A progress bar on a terminal; silent otherwise (logs, CI, Dagster)."""
     quiet = not sys.stderr.isatty() or total < 2
     return tqdm(total=total, desc=desc, unit="part", disable=quiet, leave=False)
+
+
+class _Fetcher:
+    """Checked bytes of parts: from local storage, or from the cache and then remote storage."""
+
+    def __init__(self, store: PartStore, cache: PartCache | None, stats: ReadStats) -> None:
+        self.store = store
+        self.cache = cache if not store.is_local else None
+        self.meter = MeteredFileSystem(store.fs) if not store.is_local else None
+        self.stats = stats
+        self.from_storage: set[str] = set()  # parts of which some bytes came from storage, not the cache
+
+    def _corrupt(self, part: PartRef, problem: str) -> IntegrityError:
+        return IntegrityError(
+            f"{problem} ({self.store.part_url(part.sha256)}); no data was returned. Run 'coralord verify' "
+            "and republish the dataset"
+        )
+
+    def whole(self, part: PartRef, *, sha256: bool = False) -> bytes:
+        """The whole part, every digest checked (and its sha256 when asked, or when it has no digests)."""
+        hit = self.cache.whole(part) if self.cache is not None else None
+        if hit is not None and (not sha256 or check_part_bytes(part, hit, sha256=True) is None):
+            return hit
+        self.from_storage.add(part.sha256)
+        data = self.store.read_bytes(part.sha256, fs=self.meter)
+        problem = check_part_bytes(part, data, sha256=sha256)
+        if problem:
+            raise self._corrupt(part, problem)
+        if self.cache is not None:
+            self.cache.add_part(part, data)
+        return data
+
+    def ranges(self, part: PartRef, wanted: Sequence[tuple[int, int, str]]) -> list[bytes]:
+        """Byte ranges (offset, length, expected digest), each checked."""
+        out: list[bytes | None] = [None] * len(wanted)
+        if self.cache is not None:
+            for i, (a, n, expected) in enumerate(wanted):
+                out[i] = self.cache.range(part, a, n, expected)
+        missing = [i for i, d in enumerate(out) if d is None]
+        if missing:
+            self.from_storage.add(part.sha256)
+            fetched = self.store.read_ranges(part.sha256, [wanted[i][:2] for i in missing], fs=self.meter)
+            for i, data in zip(missing, fetched, strict=True):
+                a, n, expected = wanted[i]
+                if len(data) != n or digest(data) != expected:
+                    raise self._corrupt(
+                        part, f"part {part.sha256} is corrupt: bytes {a}..{a + n} do not match"
+                    )
+                if self.cache is not None:
+                    self.cache.add_range(part, a, n, data)
+                out[i] = data
+        return [d for d in out if d is not None]
+
+
+def _leaf_count(t: pa.DataType) -> int:
+    """How many Parquet leaf columns an Arrow column is stored as."""
+    if isinstance(t, pa.ExtensionType):
+        return _leaf_count(t.storage_type)
+    if pa.types.is_struct(t):
+        return sum(_leaf_count(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _leaf_count(t.key_type) + _leaf_count(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _leaf_count(t.value_type)
+    return 1
+
+
+def _read_part(
+    fetch: _Fetcher,
+    part: PartRef,
+    schema: pa.Schema,
+    columns: list[str],
+    conds: list[Condition],
+    verify: bool,
+) -> pa.Table | None:
+    """The needed columns of the row groups of ``part`` that may match; None when none can."""
+    d = part.digests
+    if d is None or verify:
+        data = fetch.whole(part, sha256=True)
+        return pq.ParquetFile(pa.py_buffer(data)).read(columns=columns, use_threads=False)
+    (tail,) = fetch.ranges(part, [(d.footer_offset, part.bytes - d.footer_offset, d.footer)])
+    try:
+        meta = pq.read_metadata(pa.BufferReader(tail))
+    except (pa.ArrowException, OSError) as e:  # the digest matched: the manifest itself is wrong
+        raise fetch._corrupt(part, f"part {part.sha256} has an unreadable footer: {e}") from None
+    ranges = chunk_ranges(meta)
+    if len(ranges) != len(d.chunks) or meta.num_rows != part.rows:
+        raise fetch._corrupt(part, f"part {part.sha256} does not match its manifest entry")
+    groups = [rg for rg in range(meta.num_row_groups) if may_match(row_group_statistics(meta, rg), conds)]
+    if not groups:
+        return None
+    leaves: list[int] = []
+    first = 0
+    for f in schema:
+        n = _leaf_count(f.type)
+        if f.name in columns:
+            leaves += range(first, first + n)
+        first += n
+    per_group = len(ranges) // max(1, meta.num_row_groups)
+    wanted = [(rg * per_group + leaf) for rg in groups for leaf in leaves]
+    if len(wanted) == len(ranges):  # everything: one request for the whole part
+        buffer = pa.py_buffer(fetch.whole(part))
+    else:
+        picked = fetch.ranges(part, [(*ranges[i], d.chunks[i]) for i in wanted])
+        whole = bytearray(part.bytes)
+        for i, data in zip(wanted, picked, strict=True):
+            a, n = ranges[i]
+            whole[a : a + n] = data
+        whole[d.footer_offset :] = tail
+        buffer = pa.py_buffer(whole)
+    try:
+        return pq.ParquetFile(buffer, metadata=meta).read_row_groups(
+            groups, columns=columns, use_threads=False
+        )
+    except (pa.ArrowException, OSError) as e:
+        raise fetch._corrupt(part, f"part {part.sha256} cannot be decoded: {e}") from None
 
 
 def read_parts(
@@ -146,95 +301,48 @@ def read_parts(
     verify: bool = False,
     what: str = "the dataset",
 ) -> tuple[pa.Table, ReadStats]:
-    """The rows of ``parts`` matching ``where``, with ``columns``, in the version's row order."""
+    """The rows of ``parts`` matching ``where``, with ``columns``, in the version's row order.
+
+    ``verify`` also checks the sha256 of every part read (reading each whole).
+    """
     validate_query(schema, columns, where, what)
     stats = ReadStats()
-    kept = prune(parts, where)  # parts whose min/max rule the predicate out are never opened
+    conds = conditions(where) if where else []
+    kept = prune(parts, conds)  # parts whose min/max rule the predicate out are never opened
     stats.parts_skipped = len(parts) - len(kept)
-    parts = kept
-    select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
-    predicate = f" WHERE ({where})" if where else ""
-    partial = bool(columns or where)
-    remote = not store.is_local
-    metered = MeteredFileSystem(store.fs) if remote else None
-    con = duckdb.connect()
-    if metered is not None:
-        con.register_filesystem(metered)
-        # DuckDB's external file cache fetches whole remote files through fsspec, which defeats
-        # projection and row-group pruning (measured: 7x the bytes of a 2-column, 10% read).
-        con.execute("SET enable_external_file_cache = false")
-    tables = []
-    try:
-        if metered is None and parts:
-            # Local parts: one query over all files, read in parallel, in the version's row order.
-            files = ", ".join(sql_literal(store.part_path(p.sha256)) for p in parts)
-            tables.append(_query(con, select, f"[{files}]", predicate, parts[0], literal=True))
-            stats.parts_read = len(parts)
-            parts = []
-        with _progress(len(parts), "reading") as bar:
-            for part in parts:
-                tables.append(
-                    _read_part(con, store, part, select, predicate, partial, cache, metered, stats, verify)
-                )
-                bar.update(1)
-    finally:
-        con.close()
-    stats.bytes_from_storage = metered.bytes_read if metered else 0
-    target = pa.schema([schema.field(c) for c in columns]) if columns else schema
-    out = pa.concat_tables(tables) if tables else target.empty_table()
+    selected = list(columns) if columns else list(schema.names)
+    needed = selected
+    if where:
+        extra = set(referenced_columns(where, schema))
+        needed = [n for n in schema.names if n in extra or n in selected]
+    fetch = _Fetcher(store, cache, stats)
+    workers = max(1, min(8, len(kept), 2 * (os.cpu_count() or 1)))
+    with _progress(len(kept), "reading") as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def one(part: PartRef) -> pa.Table | None:
+            table = _read_part(fetch, part, schema, needed, conds, verify)
+            bar.update(1)
+            return table
+
+        tables = [t for t in pool.map(one, kept) if t is not None]
+    stats.parts_read = len(kept)
+    if fetch.cache is not None:
+        stats.parts_from_cache = sum(p.sha256 not in fetch.from_storage for p in kept)
+    stats.bytes_from_storage = fetch.meter.bytes_read if fetch.meter else 0
+    target = pa.schema([schema.field(c) for c in selected])
+    if not tables:
+        return target.empty_table().replace_schema_metadata(schema.metadata), stats
+    out = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    if where:
+        select = ", ".join(quote_ident(c) for c in selected)
+        out = sandboxed_query(out, f"SELECT {select} FROM t WHERE ({where})")
+    else:
+        out = out.select(selected)
     if not out.schema.equals(target, check_metadata=False):
         out = out.cast(target)
-    return out.replace_schema_metadata(target.metadata), stats
+    return out.replace_schema_metadata(schema.metadata), stats
 
 
-def _read_part(
-    con: duckdb.DuckDBPyConnection,
-    store: PartStore,
-    part: PartRef,
-    select: str,
-    predicate: str,
-    partial: bool,
-    cache: PartCache | None,
-    metered: MeteredFileSystem | None,
-    stats: ReadStats,
-    verify: bool,
-) -> pa.Table:
-    stats.parts_read += 1
-    key = hashlib.sha256(f"{part.sha256}\0{select}\0{predicate}".encode()).hexdigest()
-    if cache is not None and metered is not None:
-        if partial and (hit := cache.cached_result(key)):
-            stats.parts_from_cache += 1
-            return pq.read_table(hit)
-        local = cache.cached_part(part)
-        if local is None and not partial:
-            local = cache.add_part(part, metered.cat_file(store.part_path(part.sha256)))
-        elif local is not None:
-            stats.parts_from_cache += 1
-            if verify and hashlib.sha256(local.read_bytes()).hexdigest() != part.sha256:
-                raise IntegrityError(f"cached part {local} is corrupt; delete it and fetch again")
-        if local is not None:
-            return _query(con, select, str(local), predicate, part)
-    location = store.part_url(part.sha256) if metered is not None else store.part_path(part.sha256)
-    table = _query(con, select, location, predicate, part)
-    if cache is not None and metered is not None and partial:
-        cache.add_result(key, table)
-    return table
-
-
-def _query(
-    con: duckdb.DuckDBPyConnection,
-    select: str,
-    location: str,
-    predicate: str,
-    part: PartRef,
-    *,
-    literal: bool = False,
-) -> pa.Table:
-    source = location if literal else sql_literal(location)
-    try:
-        return con.sql(f"SELECT {select} FROM read_parquet({source}){predicate}").to_arrow_table()
-    except duckdb.IOException as e:
-        which = "a part" if literal else f"part {part.sha256}"
-        raise IntegrityError(
-            f"{which} cannot be read: {str(e).splitlines()[0]}; run 'coralord verify'"
-        ) from None
+def whole_part(store: PartStore, part: PartRef, cache: PartCache | None = None) -> bytes:
+    """One part's bytes, fully checked (its sha256 included): for copies of parts."""
+    return _Fetcher(store, cache, ReadStats()).whole(part, sha256=True)

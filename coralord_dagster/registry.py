@@ -9,37 +9,51 @@ Layout (a contract)::
     datasets/<name>/parts/…              links to the parts (local storage), for Croissant readers
     datasets/<name>/subsets/<subset>/…   the same per subset
 
-Every write happens under one inter-process file lock: concurrent GitPython commits to one repository
-silently lose commits without it.
+Writes happen under one inter-process lock (:mod:`coralord_dagster.locking`) and through Git plumbing
+(:mod:`coralord_dagster.gitops`): a version's objects are written first, then ``main`` and its tag move in
+one transaction. With a remote the remote is the truth: a version is pushed (``--atomic``) before any
+local ref names it, and :meth:`Registry.sync` makes the local refs the remote's. Taking the lock first
+recovers from whatever a killed writer left behind.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
-from filelock import FileLock
 
+from coralord_dagster import faults
 from coralord_dagster.errors import (
     ConfigError,
     DatasetNotFoundError,
+    PublishConflictError,
     RegistryError,
+    StorageUnavailableError,
     VersionNotFoundError,
 )
-from coralord_dagster.manifest import Manifest
+from coralord_dagster.gitops import ZERO, Git, GitFailure, remove_stale_state
+from coralord_dagster.locking import ProcessLock
+from coralord_dagster.model import Manifest
 from coralord_dagster.naming import Ref, SemVer, parse_tag, tag_name, validate_name
+from coralord_dagster.redact import redact_url
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "coralord.toml"
-DEFAULT_IDENTITY = ("coralord", "coralord@localhost")
 LOCK_TIMEOUT_S = 600
+REMOTE_TAGS = "refs/coralord/remote-tags"
+UNPUBLISHED = "refs/coralord/unpublished"
 
 
 def dataset_dir(name: str) -> str:
@@ -50,6 +64,10 @@ def dataset_dir(name: str) -> str:
 
 def is_git_url(location: str) -> bool:
     return "://" in location or location.startswith("git@") or location.endswith(".git")
+
+
+class PushRejectedError(PublishConflictError):
+    """The remote refused the version (someone published first, or a hook said no): decide again."""
 
 
 @dataclass(frozen=True)
@@ -85,28 +103,37 @@ class Registry:
             ) from None
         self.read_only = read_only
         self.origin: str | None = None  # the URL a read-only clone was made from
-        self._lock = FileLock(str(self.path / ".git" / "coralord.lock"), timeout=LOCK_TIMEOUT_S)
+        self._lock = ProcessLock(self.path / ".git" / "coralord.lock", LOCK_TIMEOUT_S, self._recover)
+        self.git = Git(self.path, self._lock)
         if remote:
             self.set_remote(remote)
 
     # ----------------------------------------------------------------- creation and configuration
     @classmethod
     def init(cls, path: Path | str, *, storage_url: str, remote: str | None = None) -> Registry:
-        """Create a registry (or open the one already there)."""
+        """Create a registry (or open the one already there); safe when many processes race to do it.
+
+        The repository is prepared in a private folder and renamed into place, so nobody ever opens a
+        half-made one. With a ``remote`` that already holds a registry, it is cloned instead.
+        """
         path = Path(path).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path.parent / f".{path.name}.init.lock"), timeout=LOCK_TIMEOUT_S):
-            if not (path / ".git").exists():
-                repo = git.Repo.init(path, initial_branch="main")
-                (path / CONFIG_FILE).write_text(
-                    "# coralord registry settings. Never put credentials here: "
-                    "they come from the environment.\n"
-                    f"[storage]\nurl = {_toml_str(storage_url)}\n"
-                )
-                (path / ".gitignore").write_text("*.duckdb\n*.duckdb.wal\n")
-                repo.index.add([CONFIG_FILE, ".gitignore"])
-                with _identity(repo):
-                    repo.git.commit("-m", "Create coralord registry")
+        if not (path / ".git").exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".{path.name}.init-{uuid.uuid4().hex[:12]}"
+            try:
+                if remote and _remote_has_main(remote):
+                    _git_cli(path.parent, "clone", "--quiet", "--branch", "main", "--", remote, str(tmp))
+                else:
+                    _new_repository(tmp, storage_url, remote)
+                try:
+                    os.rename(tmp, path)  # atomic; replaces an empty folder, fails on a non-empty one
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (path / ".git").exists():
+                        raise ConfigError(
+                            f"cannot create a registry at {path}: {e.strerror}; choose an empty or new folder"
+                        ) from None
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return cls(path, remote=remote)
 
     @classmethod
@@ -121,18 +148,21 @@ class Registry:
             (cache_dir or default_cache_dir()) / "registries" / hashlib.sha256(loc.encode()).hexdigest()[:16]
         )
         try:
-            with FileLock(str(cache) + ".lock", timeout=LOCK_TIMEOUT_S):
+            with ProcessLock(str(cache) + ".lock", LOCK_TIMEOUT_S):
                 if (cache / ".git").exists():
                     repo = git.Repo(cache)
-                    repo.git.fetch("--prune", "--tags", "--force", "origin")
+                    repo.git.fetch("--prune", "--prune-tags", "--tags", "--force", "origin", "--")
                     repo.git.reset(
-                        "--hard", "origin/HEAD" if _has_ref(repo, "origin/HEAD") else "origin/main"
+                        "--hard", "origin/HEAD" if _has_ref(repo, "origin/HEAD") else "origin/main", "--"
                     )
                 else:
                     shutil.rmtree(cache, ignore_errors=True)
-                    git.Repo.clone_from(loc, cache)
+                    _git_cli(cache.parent, "clone", "--quiet", "--", loc, str(cache))
         except git.GitCommandError as e:
-            raise RegistryError(f"cannot fetch registry {loc}: {e.stderr.strip() or e}") from None
+            message = " / ".join(x.strip() for x in str(e.stderr).splitlines() if x.strip())
+            failure = GitFailure(["fetch"], e.status if isinstance(e.status, int) else 1, str(e.stderr))
+            error = StorageUnavailableError if failure.unreachable else RegistryError
+            raise error(f"cannot fetch registry {redact_url(loc)}: {redact_url(message) or e}") from None
         clone = cls(cache, read_only=True)
         clone.origin = loc
         return clone
@@ -143,6 +173,10 @@ class Registry:
                 self.repo.remotes.origin.set_url(url)
         else:
             self.repo.create_remote("origin", url)
+
+    @property
+    def has_remote(self) -> bool:
+        return not self.read_only and "origin" in [r.name for r in self.repo.remotes]
 
     @property
     def config(self) -> Mapping[str, object]:
@@ -165,8 +199,8 @@ class Registry:
             return url
         if self.origin is not None:
             raise ConfigError(
-                f"registry {self.origin} keeps its parts at the relative path {url!r}, which exists only "
-                "beside the publisher's registry; set CORALORD_STORAGE to the storage URL"
+                f"registry {redact_url(self.origin)} keeps its parts at the relative path {url!r}, which "
+                "exists only beside the publisher's registry; set CORALORD_STORAGE to the storage URL"
             )
         return str((self.path / url).resolve())
 
@@ -269,10 +303,97 @@ class Registry:
     # ----------------------------------------------------------------- writing
     @contextmanager
     def locked(self) -> Iterator[None]:
+        """Hold the registry's write lock (taking it first recovers from a killed writer)."""
         if self.read_only:
             raise RegistryError(f"registry {self.path} is a read-only clone; publish to the original")
         with self._lock:
             yield
+
+    def _recover(self) -> None:
+        """Clear what a killed writer left (we hold the lock, so none is alive) and restore the tree."""
+        git_dir = self.path / ".git"
+        try:
+            removed = remove_stale_state(git_dir, self.git)
+            if removed:
+                log.warning("registry %s: removed what an interrupted write left: %s", self.path, removed)
+            if self.git.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip() != b"refs/heads/main":
+                self.git.run("symbolic-ref", "HEAD", "refs/heads/main")
+            self._refresh_worktree(force=bool(removed))
+        except GitFailure as e:
+            raise RegistryError(f"registry {self.path} cannot be recovered: {e.summary}") from None
+
+    def _refresh_worktree(self, *, force: bool = False) -> None:
+        """Check out ``main`` (the working tree is a view for people; Git's objects are the truth)."""
+        marker = self.path / ".git" / "coralord" / "worktree"
+        head = self.git.rev("refs/heads/main")
+        if head is None or (not force and marker.exists() and marker.read_text().strip() == head):
+            return
+        self.git.run("reset", "--hard", "--quiet", "refs/heads/main", "--")
+        self.git.run("clean", "-fdq", "--", "datasets")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(marker, head.encode())
+
+    def sync(self) -> None:
+        """Make local ``main`` and tags the remote's (call inside :meth:`locked`; no-op without a remote).
+
+        Local versions the remote lacks are pushed when they fast-forward it (a registry given a remote
+        for the first time, or one written before publishing became remote-first); otherwise they are
+        set aside under ``refs/coralord/unpublished/`` and a warning names them.
+        """
+        if not self.has_remote:
+            return
+        try:
+            # Wildcards: an empty remote (no main yet) is not an error.
+            self.git.fetch(["+refs/heads/*:refs/remotes/origin/*", f"+refs/tags/*:{REMOTE_TAGS}/*"])
+            refs = self.git.refs("refs/heads/main", "refs/remotes/origin/main", "refs/tags", REMOTE_TAGS)
+            local_main, remote_main = refs.get("refs/heads/main"), refs.get("refs/remotes/origin/main")
+            local = {r.removeprefix("refs/tags/"): o for r, o in refs.items() if r.startswith("refs/tags/")}
+            remote = {
+                r.removeprefix(f"{REMOTE_TAGS}/"): o for r, o in refs.items() if r.startswith(REMOTE_TAGS)
+            }
+            pending = {t: o for t, o in local.items() if t not in remote and parse_tag(t)}
+            if (
+                local_main
+                and local_main != remote_main
+                and pending | {"": ""}
+                and (remote_main is None or self.git.is_ancestor(remote_main, local_main))
+            ):
+                ahead = {t: o for t, o in pending.items() if self.git.is_ancestor(t, local_main)}
+                if self.git.push_atomic(
+                    [f"{local_main}:refs/heads/main", *(f"{o}:refs/tags/{t}" for t, o in ahead.items())]
+                ).ok:
+                    remote_main, remote = local_main, {**remote, **ahead}
+                    pending = {t: o for t, o in pending.items() if t not in ahead}
+            updates: list[tuple[str, str, str | None]] = []
+            if remote_main and remote_main != local_main:
+                updates.append(("refs/heads/main", remote_main, local_main or ZERO))
+            for tag, oid in remote.items():
+                if local.get(tag) != oid:
+                    updates.append((f"refs/tags/{tag}", oid, None))
+            for tag, oid in pending.items():
+                updates += [(f"refs/tags/{tag}", ZERO, oid), (f"{UNPUBLISHED}/{tag}", oid, None)]
+            if pending:
+                log.warning(
+                    "registry %s: versions %s were never pushed and conflict with the remote; set aside "
+                    "under %s/ (republish to publish their content)",
+                    self.path,
+                    sorted(pending),
+                    UNPUBLISHED,
+                )
+            if updates:
+                self.git.update_refs(updates)
+            self._refresh_worktree()
+        except GitFailure as e:
+            raise self._remote_error("cannot sync with", e) from None
+
+    def _remote_error(self, what: str, e: GitFailure) -> RegistryError | StorageUnavailableError:
+        url = redact_url(self.repo.remotes.origin.url) if self.has_remote else "origin"
+        error = StorageUnavailableError if e.unreachable else RegistryError
+        return error(f"registry {self.path} {what} its remote {url}: {redact_url(e.summary)}")
+
+    def push(self) -> None:
+        """Bring the remote up to date with local work (kept for callers; publishing pushes itself)."""
+        self.sync()
 
     def commit_version(
         self,
@@ -283,65 +404,53 @@ class Registry:
         *,
         message: str,
     ) -> str:
-        """Commit a dataset folder and tag it; call inside :meth:`locked`. Returns the commit sha."""
-        folder = self.path / dataset_dir(name)
+        """Commit a dataset folder and tag it; call inside :meth:`locked`. Returns the commit sha.
+
+        With a remote, the remote accepts the commit and tag first (``git push --atomic``) or
+        :class:`PushRejectedError` is raised and nothing changed locally.
+        """
+        if not self._lock.held:
+            raise RegistryError("commit_version must be called inside Registry.locked()")
+        folder = dataset_dir(name)
         tag = tag_name(name, version)
-        head = self.repo.head.commit.hexsha
         try:
-            shutil.rmtree(folder / "parts", ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
-            for rel, data in files.items():
-                _atomic_write(folder / rel, data)
-            for rel, target in links.items():
-                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                (folder / rel).symlink_to(target)
-            self._pack_blobs(os.fsencode(t) for t in links.values())
-            # The dataset's own folder, not its subsets: those are versioned on their own.
-            rel_folder = str(folder.relative_to(self.path))
-            pathspec = [rel_folder, f":(exclude){rel_folder}/subsets"]
-            self.repo.git.add("--all", "--", *pathspec)
-            with _identity(self.repo):
-                self.repo.git.commit("--allow-empty", "-m", message, "--", *pathspec)
-                self.repo.git.tag("-a", tag, "-m", message)
-        except (git.GitCommandError, OSError) as e:
-            self._restore(head, folder, tag)
-            raise RegistryError(f"cannot commit {tag} to registry {self.path}: {e}") from None
-        return self.repo.head.commit.hexsha
-
-    def _pack_blobs(self, contents: Iterable[bytes]) -> None:
-        """Store small blobs (the part links' targets) in one pack before ``git add`` sees them:
-        ``git add`` would write each as a loose object file, hundreds of files per version."""
-        stream = b"".join(b"blob\ndata %d\n%s\n" % (len(c), c) for c in contents)
-        if not stream:
-            return
-        proc = subprocess.run(
-            ["git", "fast-import", "--quiet", "--done"],
-            cwd=self.path,
-            input=stream + b"done\n",
-            capture_output=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise git.GitCommandError(["git", "fast-import"], proc.returncode, proc.stderr)
-
-    def _restore(self, head: str, folder: Path, tag: str) -> None:
-        """Undo a half-done commit: nothing of it may stay visible."""
-        if tag in [t.name for t in self.repo.tags]:
-            self.repo.git.tag("-d", tag)
-        self.repo.git.reset("--hard", head)
-        self.repo.git.clean("-fdq", "--", str(folder.relative_to(self.path)))
-
-    def push(self) -> None:
-        """Push the branch and every tag to ``origin`` (no-op without a remote)."""
-        if "origin" not in [r.name for r in self.repo.remotes]:
-            return
-        try:
-            self.repo.git.push("origin", "HEAD:refs/heads/main", "--tags")
-        except git.GitCommandError as e:
-            raise RegistryError(
-                f"published locally in {self.path} but pushing to origin failed: {e.stderr.strip()}; "
-                "the next publish pushes again"
-            ) from None
+            if self.git.rev(f"refs/tags/{tag}") is not None:
+                raise PushRejectedError(
+                    f"cannot commit {tag} to registry {self.path}: the tag exists already"
+                )
+            parent = self.git.rev("refs/heads/main")
+            keep = None if "/" in name else "subsets"  # a dataset's subsets are versioned on their own
+            commit, staging = self.git.stage_commit(parent, folder, files, links, keep=keep, message=message)
+            faults.reached("objects")
+            tag_object = self.git.make_tag(commit, tag, message)
+            faults.reached("tagged")
+            updates = [
+                ("refs/heads/main", commit, parent or ZERO),
+                (f"refs/tags/{tag}", tag_object, ZERO),
+                (staging, ZERO, None),
+            ]
+            if self.has_remote:
+                outcome = self.git.push_atomic([f"{commit}:refs/heads/main", f"{tag_object}:refs/tags/{tag}"])
+                if not outcome.ok:
+                    self.git.update_refs([(staging, ZERO, None)])
+                    url = redact_url(self.repo.remotes.origin.url)
+                    if outcome.unreachable:
+                        raise StorageUnavailableError(
+                            f"cannot push {tag}: remote {url} unreachable ({redact_url(outcome.message)})"
+                        )
+                    raise PushRejectedError(f"remote {url} rejected {tag}: {redact_url(outcome.message)}")
+                faults.reached("pushed")
+                updates += [
+                    ("refs/remotes/origin/main", commit, None),
+                    (f"{REMOTE_TAGS}/{tag}", tag_object, None),
+                ]
+            self.git.update_refs(updates)
+            faults.reached("refs")
+            self._refresh_worktree()
+            self.git.maintain()
+        except GitFailure as e:
+            raise RegistryError(f"cannot commit {tag} to registry {self.path}: {e.summary}") from None
+        return commit
 
 
 def default_cache_dir() -> Path:
@@ -356,30 +465,62 @@ def _has_ref(repo: git.Repo, ref: str) -> bool:
         return False
 
 
+def _git_cli(cwd: Path, *args: str) -> None:
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    if proc.returncode != 0:
+        failure = GitFailure(args, proc.returncode, proc.stderr.decode(errors="replace"))
+        error = StorageUnavailableError if failure.unreachable else RegistryError
+        raise error(f"git {args[0]} failed: {redact_url(failure.summary)}")
+
+
+def _remote_has_main(remote: str) -> bool:
+    proc = subprocess.run(
+        ["git", "ls-remote", "--heads", "--", remote, "refs/heads/main"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    if proc.returncode != 0:
+        failure = GitFailure(["ls-remote"], proc.returncode, proc.stderr.decode(errors="replace"))
+        error = StorageUnavailableError if failure.unreachable else RegistryError
+        raise error(f"cannot read remote {redact_url(remote)}: {redact_url(failure.summary)}")
+    return bool(proc.stdout.strip())
+
+
+def _new_repository(path: Path, storage_url: str, remote: str | None) -> None:
+    """A registry's first commit (its settings) in a new repository at ``path``."""
+    path.mkdir(parents=True)
+    _git_cli(path, "init", "--quiet", "--initial-branch=main")
+    (path / CONFIG_FILE).write_text(
+        "# coralord registry settings. Never put credentials here: they come from the environment.\n"
+        f"[storage]\nurl = {_toml_str(storage_url)}\n"
+    )
+    (path / ".gitignore").write_text("*.duckdb\n*.duckdb.wal\n")
+    repo = Git(path)
+    name, email = repo.identity()
+    env = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+    repo.run("add", "--", CONFIG_FILE, ".gitignore")
+    repo.run("commit", "--quiet", "-m", "Create coralord registry", env=env)
+    if remote:
+        repo.run("remote", "add", "origin", remote)
+
+
 def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-@contextmanager
-def _identity(repo: git.Repo) -> Iterator[None]:
-    """Commit as the configured Git user, or as 'coralord' on machines without one."""
-    env: dict[str, str] = {}
-    try:
-        repo.git.config("user.name")
-        repo.git.config("user.email")
-    except git.GitCommandError:
-        name, email = DEFAULT_IDENTITY
-        env = {
-            "GIT_AUTHOR_NAME": name,
-            "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name,
-            "GIT_COMMITTER_EMAIL": email,
-        }
-    with repo.git.custom_environment(**env):
-        yield

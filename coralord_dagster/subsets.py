@@ -14,11 +14,11 @@ from typing import Any
 import pyarrow as pa
 
 from coralord_dagster.client import DatasetVersion, open_dataset
-from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec
 from coralord_dagster.duck import query_arrow
 from coralord_dagster.errors import DescriptorError
-from coralord_dagster.publish import Provenance, PublishResult, Result, Versioned, to_arrow
+from coralord_dagster.model import DatasetInfo, ParentRef, Provenance
+from coralord_dagster.publish import PublishResult, Result, Versioned, to_arrow
 from coralord_dagster.reader import QueryError, quote_ident, read_parts, sql_literal, validate_query
 from coralord_dagster.use_case import (
     Runner,
@@ -149,17 +149,17 @@ def subset_provenance(
     sources = []
     if sub.spec.params is not None:
         source = provenance(desc).sources[0]
-        source["params"] = params_record(desc, sub.spec.params, sub.path)
+        source.params = params_record(desc, sub.spec.params, sub.path)
         sources.append(source)
     return Provenance(
         derived_from=[
-            {
-                "name": parent.name,
-                "version": parent.version,
-                "content_id": parent.manifest.content_id,
-                "relation": "subsetOf",
-                "subset": definition,
-            }
+            ParentRef(
+                name=parent.name,
+                version=parent.version,
+                content_id=parent.manifest.content_id,
+                relation="subsetOf",
+                subset=definition,
+            )
         ],
         sources=sources,
         code_version=subset_code_version(desc, sub),

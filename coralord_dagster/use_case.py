@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from coralord_dagster.client import DatasetVersion, open_dataset
-from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import LoadedDescriptor, pipeline_signature_accepts
 from coralord_dagster.errors import CoralordError, DescriptorError, NotFoundError, PipelineError
-from coralord_dagster.publish import Provenance, PublishResult, Versioned
+from coralord_dagster.model import DatasetInfo, ParentRef, Provenance, SourceRecord
+from coralord_dagster.publish import PublishResult, Versioned
 from coralord_dagster.sources import Source, SourceError, fingerprint, resolve_source
 from coralord_dagster.workspace import Workspace
 
@@ -116,25 +116,21 @@ def provenance(desc: LoadedDescriptor, run_id: str | None = None, source: Any = 
     if isinstance(source, DatasetVersion):
         m = source.manifest
         return Provenance(
-            sources=[{"kind": "dataset", "uri": f"coralord:{source.name}", "fingerprint": m.content_id}],
+            sources=[SourceRecord(kind="dataset", uri=f"coralord:{source.name}", fingerprint=m.content_id)],
             derived_from=[
-                {
-                    "name": source.name,
-                    "version": source.version,
-                    "content_id": m.content_id,
-                    "relation": "derivedFrom",
-                }
+                ParentRef(
+                    name=source.name, version=source.version, content_id=m.content_id, relation="derivedFrom"
+                )
             ],
             code_version=desc.code_version(),
             run_id=run_id,
         )
     resolved = resolve_source(desc)
-    described = resolved.describe()
+    described = SourceRecord.model_validate(resolved.describe())
     try:
-        described["fingerprint"] = fingerprint(resolved).value
+        described.fingerprint = fingerprint(resolved).value
     except SourceError as e:  # the pipeline may still read it; the next check will compare afresh
         log.warning("not fingerprinted: %s", e)
-        described["fingerprint"] = None
     return Provenance(sources=[described], code_version=desc.code_version(), run_id=run_id)
 
 
@@ -168,7 +164,7 @@ def build(
     prov = provenance(desc, run_id, source)
     params = params_record(desc)
     if params is not None and prov.sources:
-        prov.sources[0]["params"] = params
+        prov.sources[0].params = params
     data = run_pipeline(desc, context, source=source, runner=runner)
     if environment is not None:
         prov = replace(prov, environment=environment)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from coralord_dagster.manifest import Manifest
+from coralord_dagster.model import Manifest
 from coralord_dagster.naming import Bump
 
 
@@ -39,13 +39,19 @@ def schema_change(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> Schem
     )
 
 
-def classify(previous: Manifest | None, new: Manifest) -> tuple[Bump | None, dict[str, Any]]:
-    """The bump from ``previous`` to ``new`` (None = unchanged) and a summary of what changed."""
+def classify(
+    previous: Manifest | None, new: Manifest, previous_rows_digest: str | None = None
+) -> tuple[Bump | None, dict[str, Any]]:
+    """The bump from ``previous`` to ``new`` (None = unchanged) and a summary of what changed.
+
+    ``previous_rows_digest``: the previous rows' digest under ``new``'s row hash, when the previous
+    version was hashed by an older rule (its recorded digest cannot be compared then).
+    """
     if previous is None:
         return "major", {"first": True, "rows": new.rows}
     sc = schema_change(previous.fields, new.fields)
-    same_hash_fn = previous.chunking.get("row_hash") == new.chunking.get("row_hash")
-    rows_same = same_hash_fn and previous.rows_digest == new.rows_digest and not sc.added
+    old_digest = previous_rows_digest or previous.rows_digest
+    rows_same = old_digest == new.rows_digest and not sc.added and not sc.breaking
     old_parts = {p.sha256 for p in previous.parts}
     summary: dict[str, Any] = {
         "schema": sc.to_json(),
@@ -58,8 +64,8 @@ def classify(previous: Manifest | None, new: Manifest) -> tuple[Bump | None, dic
         return "major", summary
     if sc.added:
         return "minor", summary
-    if previous.content_id == new.content_id:
+    if rows_same and previous.fields == new.fields and previous.chunking == new.chunking:
+        # The same rows cut by the same rule: the same content, whatever bytes a Parquet writer made of it.
         return ("patch" if previous.metadata_digest != new.metadata_digest else None), summary
-    # Different parts: rows changed, or the same rows were written differently (e.g. a new Parquet
-    # writer). A differing row hash function cannot tell the two apart, so it counts as a change.
+    # The same rows cut anew (another part size, or a new row-hash rule) are a PATCH, never a MINOR.
     return ("patch" if rows_same else "minor"), summary

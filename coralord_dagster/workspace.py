@@ -74,7 +74,7 @@ class Workspace:
     ) -> Workspace:
         location = registry_location(registry)
         storage = storage or os.environ.get("CORALORD_STORAGE")
-        if create and not is_git_url(location) and not (Path(location) / ".git").exists():
+        if create and not is_git_url(location):
             reg = Registry.init(location, storage_url=storage or DEFAULT_STORAGE, remote=remote)
         elif is_git_url(location):
             reg = Registry.open(location)

@@ -175,8 +175,8 @@ def test_a_new_window_file_publishes_without_code_changes_reading_only_its_chunk
         "w",
     ]
     [parent] = manifest.derived_from
-    assert parent["name"] == NAME and parent["relation"] == "subsetOf"
-    assert manifest.sources[0]["params"]["variables"] == ["vo", "w"]
+    assert parent.name == NAME and parent.relation == "subsetOf"
+    assert manifest.sources[0].params["variables"] == ["vo", "w"]
 
 
 def test_bad_windows_fail_clearly_naming_the_file_and_field(era5: LoadedDescriptor, tmp_path: Path):

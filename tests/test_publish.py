@@ -65,7 +65,7 @@ def test_changed_source_data_is_a_minor_version(fmnist, ws: Workspace, monkeypat
     monkeypatch.setenv(override_variable("fashion_mnist"), str(make_fixture(tmp_path / "new", seed=7)))
     result = publish_descriptor(fmnist, ws)
     assert str(result.version) == "1.1.0" and result.manifest.bump == "minor"
-    assert result.manifest.previous["version"] == "1.0.0"
+    assert result.manifest.previous.version == "1.0.0"
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,7 @@ def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
         for name in ("pullover", "sneaker"):
             wait_for_tag(registry, f"fashion_mnist/{name}-v1.1.0", proc)
             manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
-            assert manifest.derived_from[0]["version"] == "1.1.0"
+            assert manifest.derived_from[0].version == "1.1.0"
 
 
 def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:

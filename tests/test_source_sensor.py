@@ -1,7 +1,6 @@
 """The sources sensor against a real Dagster instance: changes rebuild, non-changes and failures don't."""
 
 import os
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +14,19 @@ from use_cases.huggingface_fmnist.fixture import make_fixture
 
 from .conftest import registry_tags
 from .servers import Behaviour, http_server
+
+
+class Clock:
+    """The source sensor's notion of now, moved by the test: due times without waiting or races."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
@@ -54,7 +66,8 @@ def test_source_and_code_changes_rebuild_the_dataset(
 ):
     every_second(use_case_copy)
     resource = CoralordResource(registry=str(tmp_path / "reg"))
-    defs = build_definitions(use_case_copy.parent, resource=resource)
+    clock = Clock()
+    defs = build_definitions(use_case_copy.parent, resource=resource, clock=clock)
     source_dir = Path(os.environ[override_variable("fashion_mnist")])
     with dg.instance_for_test() as instance:
         first = tick(defs, instance, resource, None)
@@ -66,20 +79,20 @@ def test_source_and_code_changes_rebuild_the_dataset(
 
         # Not due yet (interval 1 s), then due and unchanged: nothing runs, the skip says why.
         assert skip(tick(defs, instance, resource, cursor)) == "no source due"
-        time.sleep(1.1)
+        clock.advance(1.1)
         same = tick(defs, instance, resource, cursor)
         assert not same.run_requests and "unchanged" in skip(same)
 
         # Touched, same bytes: no run, no version.
         for f in source_dir.rglob("*.parquet"):
             os.utime(f)
-        time.sleep(1.1)
+        clock.advance(1.1)
         touched = tick(defs, instance, resource, same.cursor)
         assert not touched.run_requests
 
         # New bytes: a run, a new version; its observation says what changed.
         make_fixture(source_dir, seed=21)
-        time.sleep(1.1)
+        clock.advance(1.1)
         changed = tick(defs, instance, resource, touched.cursor)
         [run] = changed.run_requests
         assert (
@@ -97,7 +110,7 @@ def test_source_and_code_changes_rebuild_the_dataset(
                 "return pa.concat_tables(tables)", "return pa.concat_tables(tables).slice(0, 650)"
             )
         )
-        time.sleep(1.1)
+        clock.advance(1.1)
         recoded = tick(defs, instance, resource, changed.cursor)
         [run] = recoded.run_requests
         new_code = load_descriptor(use_case_copy).code_version()
@@ -120,14 +133,15 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
     resource = CoralordResource(registry=str(tmp_path / "reg"))
     with http_server(behaviour) as url, dg.instance_for_test() as instance:
         monkeypatch.setenv(override_variable("fashion_mnist"), url)
-        defs = build_definitions(use_case_copy.parent, resource=resource)
+        clock = Clock()
+        defs = build_definitions(use_case_copy.parent, resource=resource, clock=clock)
         first = tick(defs, instance, resource, None)
         assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
 
         for failure in ({"status": 500}, {"delay_s": 12.0}):
             for k, v in failure.items():
                 setattr(behaviour, k, v)
-            time.sleep(1.1)
+            clock.advance(1.1)
             failed = tick(defs, instance, resource, first.cursor)
             assert not failed.run_requests and "check failed, retrying next tick" in skip(failed)
             obs = latest_observation(instance)
@@ -139,7 +153,7 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
         behaviour.files = {k: v + b"" for k, v in files.items()}
         src = make_fixture(tmp_path / "new", seed=5)
         behaviour.files = {str(p.relative_to(src)): p.read_bytes() for p in src.rglob("*.parquet")}
-        time.sleep(1.1)
+        clock.advance(1.1)
         recovered = tick(defs, instance, resource, first.cursor)
         assert len(recovered.run_requests) == 1
         assert "fashion_mnist-v1.1.0" in registry_tags(tmp_path / "reg")

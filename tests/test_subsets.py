@@ -102,8 +102,8 @@ def test_parent_changes_flow_into_subsets_with_lineage(fmnist, ws: Workspace, mo
     for name in ("pullover", "train"):
         result = publish_subset(fmnist, subs[name], ws)
         assert str(result.version) == "1.1.0"
-        assert result.manifest.derived_from[0]["version"] == "1.1.0"
-        assert result.manifest.previous["version"] == "1.0.0"
+        assert result.manifest.derived_from[0].version == "1.1.0"
+        assert result.manifest.previous.version == "1.0.0"
 
 
 def test_inline_subsets_columns_and_order(fmnist, ws: Workspace, use_case_copy: Path):

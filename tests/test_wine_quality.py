@@ -81,10 +81,7 @@ def test_three_stages_publish_with_lineage_statistics_and_metadata(wine, tmp_pat
     assert processed.quality.dtype == "int64" and processed.alcohol.dtype == "float64"
     assert set(processed.split) == {"train", "val"} and 0.7 < (processed.split == "train").mean() < 0.9
     manifest = ws.registry.manifest(ws.registry.latest("wine_quality"))
-    assert (
-        manifest.derived_from[0]["name"] == "wine_quality_raw"
-        and manifest.derived_from[0]["version"] == "1.0.0"
-    )
+    assert manifest.derived_from[0].name == "wine_quality_raw" and manifest.derived_from[0].version == "1.0.0"
 
     # analyze: the statistics, in its rows, in its Croissant and as Dagster metadata.
     stats = open_dataset("wine_quality_stats", workspace=ws).to_pandas()
@@ -144,4 +141,4 @@ def test_a_changed_download_flows_through_the_stages(wine, tmp_path: Path):
     ws = Workspace.open(tmp_path / "registry")
     assert [str(v.version) for v in ws.registry.versions("wine_quality_stats")] == ["1.1.0", "1.0.0"]
     latest = ws.registry.manifest(ws.registry.latest("wine_quality"))
-    assert latest.derived_from[0]["version"] == "1.1.0"
+    assert latest.derived_from[0].version == "1.1.0"

@@ -1,6 +1,7 @@
 """Turn descriptor files into Dagster assets, asset checks and Definitions."""
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -98,12 +99,14 @@ def build_definitions(
     use_cases: Path | str | Sequence[LoadedDescriptor],
     *,
     resource: CoralordResource | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> dg.Definitions:
     """Definitions for a folder of use cases (``<use_case>/descriptor.yaml``) or loaded descriptors.
 
     Per dataset: its asset and ``parts_intact`` check, its subsets asset and ``<name>_subsets_job``;
     for all: ``coralord_datasets_job`` and the source and subset sensors (running by default, so a
     deployment rebuilds datasets when their source or code changes, and keeps subsets current).
+    ``clock`` tells the source sensor the time (tests pass their own).
     """
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
@@ -121,6 +124,6 @@ def build_definitions(
         ],
         asset_checks=[dataset_checks(d) for d in descriptors],
         jobs=jobs,
-        sensors=[sources_sensor(descriptors), subsets_sensor(descriptors)],
+        sensors=[sources_sensor(descriptors, clock), subsets_sensor(descriptors)],
         resources={"coralord": resource, IO_MANAGER_KEY: CoralordIOManager(coralord=resource)},
     )

@@ -22,11 +22,11 @@ import pyarrow as pa
 from pydantic import Field
 
 from coralord_dagster.client import open_dataset
-from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.diff import diff_versions
+from coralord_dagster.model import DatasetInfo, Provenance
 from coralord_dagster.orchestration.metadata import publish_metadata
 from coralord_dagster.orchestration.resource import CoralordResource
-from coralord_dagster.publish import Provenance, PublishResult, Versioned
+from coralord_dagster.publish import PublishResult, Versioned
 
 PIN_KEY = "coralord/version"
 IO_MANAGER_KEY = "coralord_io_manager"
@@ -78,7 +78,7 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         if result.created and previous:
             ws = self.coralord.workspace()
             d = diff_versions(
-                open_dataset(f"{name}@v{previous['version']}", workspace=ws),
+                open_dataset(f"{name}@v{previous.version}", workspace=ws),
                 open_dataset(f"{name}@v{result.version}", workspace=ws),
             )
             metadata["coralord/diff"] = d.summary()

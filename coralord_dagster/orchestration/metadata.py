@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
-from coralord_dagster.croissant import DatasetInfo
+from coralord_dagster.model import DatasetInfo
 from coralord_dagster.publish import PublishResult
-
-
-def redact_url(url: str) -> str:
-    """Drop any user:password@ from a URL before it is shown anywhere."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+from coralord_dagster.redact import redact_url
 
 
 def column_schema(

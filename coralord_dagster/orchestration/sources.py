@@ -13,7 +13,7 @@ Identical content still publishes nothing: the run reports "unchanged".
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,12 +106,17 @@ class _Published:
         if latest is None:
             return None, None
         manifest = self.ws.registry.manifest(latest)
-        fp = manifest.sources[0].get("fingerprint") if manifest.sources else None
+        fp = manifest.sources[0].fingerprint if manifest.sources else None
         return fp, manifest.code_version
 
 
-def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefinition:
-    """Checks due sources and code, and requests a dataset run when either changed."""
+def sources_sensor(
+    descriptors: Sequence[LoadedDescriptor], clock: Callable[[], float] = time.time
+) -> dg.SensorDefinition:
+    """Checks due sources and code, and requests a dataset run when either changed.
+
+    ``clock`` (seconds since the epoch) decides which sources are due; tests pass their own.
+    """
 
     @dg.sensor(
         name="coralord_sources",
@@ -122,7 +127,7 @@ def sources_sensor(descriptors: Sequence[LoadedDescriptor]) -> dg.SensorDefiniti
     )
     def _sensor(context: dg.SensorEvaluationContext, coralord: CoralordResource) -> dg.SensorResult:
         state: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
-        now = time.time()
+        now = clock()
         due, notes = [], []
         for desc in descriptors:
             try:

@@ -179,10 +179,10 @@ def _stale(
     if latest is None:
         return "it has no version yet"
     manifest = ws.registry.manifest(latest)
-    derived = manifest.derived_from
-    if not derived or derived[0].get("version") != parent_version:
+    parent = manifest.parent
+    if parent is None or parent.version != parent_version:
         return f"its parent {sub.dataset} is now v{parent_version}"
-    built_from = manifest.sources[0].get("fingerprint") if manifest.sources else None
+    built_from = manifest.sources[0].fingerprint if manifest.sources else None
     if sub.spec.params is not None and observed and built_from != observed:
         return SOURCE_CHANGED
     return None
