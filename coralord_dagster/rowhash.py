@@ -104,8 +104,9 @@ _MASK = (1 << 64) - 1
 _C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 _GOLDEN = 0x9E3779B97F4A7C15
 _CANON_NAN = 0x7FF8000000000000
-#: Rows per unit of work: large enough to amortize Python overhead, small enough to stay in cache.
-_ROWS = 1 << 16
+#: Rows per unit of work: enough to amortize Python's overhead per numpy call, few enough to stay
+#: in cache and to share the work out among threads.
+_ROWS = 1 << 17
 #: Items (words of a value, elements of lists) produced at once inside one column.
 _BLOCK = 1 << 16
 #: Scratch buffers above this many elements are not kept for reuse.
@@ -427,11 +428,10 @@ def _scalar_items(arr: pa.Array, kind: str, salt: int, out: U64, sc: _Scratch) -
         else:
             f = out.view(np.float64)
             np.copyto(f, v)  # widening is exact; -0.0 stays -0.0
-        nan = np.isnan(f, out=sc.get("nan", n, np.bool_))
-        has_nan = bool(nan.any())
+        nan = np.isnan(f, out=sc.get("nan", n, np.bool_)) if n and np.isnan(f.max()) else None
         if bw != 64:
             np.bitwise_xor(out, c, out=out)
-        if has_nan:  # every NaN is one value
+        if nan is not None:  # every NaN is one value (max() is NaN iff one is: a cheap first look)
             np.putmask(out, nan, np.uint64(_CANON_NAN) ^ c)
     elif pa.types.is_integer(t) or pa.types.is_temporal(t):  # temporal: a signed count of a unit
         signed = not pa.types.is_unsigned_integer(t)
@@ -577,29 +577,62 @@ def _segment_sums(lengths: I64, block: Block) -> U64:
     return sums
 
 
-def _byte_source(buf: pa.Buffer | None) -> tuple[np.ndarray, int]:
-    """A little-endian uint64 view of ``buf`` at every byte offset (stride 1); the last offset."""
-    size = 0 if buf is None else buf.size
-    src: Any = buf
-    if buf is None or size < 8:  # too short for one word: a padded copy
-        src = np.zeros(8, dtype=np.uint8)
-        if buf is not None and size:
-            src[:size] = np.frombuffer(buf, dtype=np.uint8)
-        size = 8
-    return np.ndarray(shape=(size - 7,), dtype="<u8", buffer=src, strides=(1,)), size - 8
+class _Bytes:
+    """Reads the 8 bytes at sorted byte offsets of a buffer as little-endian words (zeros past its end)."""
 
+    def __init__(self, buf: pa.Buffer | None) -> None:
+        size = 0 if buf is None else buf.size
+        src: Any = buf
+        if buf is None or size < 16:  # too short for the fast reads: a padded copy
+            src = np.zeros(16, dtype=np.uint8)
+            if buf is not None and size:
+                src[:size] = np.frombuffer(buf, dtype=np.uint8)
+            size = 16
+        #: A word at every byte offset (stride 1): any offset, but numpy gathers from it slowly.
+        self.raw = np.ndarray(shape=(size - 7,), dtype="<u8", buffer=src, strides=(1,))
+        self.last = size - 8
+        #: Aligned words (Arrow aligns its buffers): two fast gathers and shifts make any word.
+        self.words = np.frombuffer(src, dtype="<u8", count=size // 8) if _address(src) % 8 == 0 else None
 
-def _read_words(raw: np.ndarray, last: int, p: np.ndarray) -> U64:
-    """The 8 bytes at each byte offset ``p`` (sorted), as little-endian words; past the end reads 0s."""
-    if len(p) == 0 or int(p[-1]) <= last:
-        w: U64 = raw[p]
+    def read(self, p: np.ndarray, sc: _Scratch | None = None) -> U64:
+        n = len(p)
+        if self.words is None or n == 0:
+            return self._read_raw(p)
+        sc = sc or _Scratch()
+        q = sc.get("b_q", n, np.int64)
+        np.right_shift(p, 3, out=q)
+        sh = sc.get("b_sh", n, np.int64)
+        np.bitwise_and(p, 7, out=sh)
+        np.left_shift(sh, 3, out=sh)
+        shift = sh.view(np.uint64)
+        w = self.words.take(q, mode="clip")
+        w >>= shift
+        q += 1
+        hi = self.words.take(q, out=sc.get("b_hi", n, np.uint64), mode="clip")
+        hi <<= np.uint64(1)  # two shifts: a shift by 64 is not defined
+        np.subtract(np.uint64(63), shift, out=shift)
+        hi <<= shift
+        w |= hi
+        end = 8 * (len(self.words) - 1)  # from here on, the next aligned word is missing
+        if int(p[-1]) >= end:
+            k = int(np.searchsorted(p, end, side="left"))
+            w[k:] = self._read_raw(p[k:])
         return w
-    k = int(np.searchsorted(p, last, side="right"))  # p[k:] would read past the end
-    w = np.empty(len(p), dtype=np.uint64)
-    w[:k] = raw[p[:k]]
-    shift = np.minimum(p[k:] - last, 7).astype(np.uint64) << np.uint64(3)
-    w[k:] = raw[last] >> shift  # the bytes they need end the buffer's last word
-    return w
+
+    def _read_raw(self, p: np.ndarray) -> U64:
+        if len(p) == 0 or int(p[-1]) <= self.last:
+            w: U64 = self.raw[p]
+            return w
+        k = int(np.searchsorted(p, self.last, side="right"))  # p[k:] would read past the end
+        w = np.empty(len(p), dtype=np.uint64)
+        w[:k] = self.raw[p[:k]]
+        shift = np.minimum(p[k:] - self.last, 7).astype(np.uint64) << np.uint64(3)
+        w[k:] = self.raw[self.last] >> shift  # the bytes they need end the buffer's last word
+        return w
+
+
+def _address(src: Any) -> int:
+    return int(src.address) if isinstance(src, pa.Buffer) else int(src.ctypes.data)
 
 
 def _bytes_items(arr: pa.Array, kind: str, salt: int, out: U64, sc: _Scratch) -> U64:
@@ -621,37 +654,41 @@ def _bytes_items(arr: pa.Array, kind: str, salt: int, out: U64, sc: _Scratch) ->
         lengths = sc.get("len", n, np.int64)
         np.subtract(offsets[arr.offset + 1 :], starts, out=lengths)
         data = bufs[2]
-    raw, last = _byte_source(data)
+    source = _Bytes(data)
     if n and int(lengths.max()) <= 8:  # one word per value (short strings): no segments
-        w = _read_words(raw, last, starts)
+        w = source.read(starts, sc)
         m = sc.get("m", n, np.uint64)
-        _BYTE_MASKS.take(lengths, out=m)
+        _BYTE_MASKS.take(lengths, out=m, mode="clip")
         np.bitwise_and(w, m, out=w)
         np.bitwise_xor(w, _KEY0, out=w)
         t_ = sc.get("mix", n, np.uint64)
         _mix(w, t_)
         np.bitwise_xor(w, np.uint64(_seed_of(kind)), out=w)
-        _LEN_K.take(lengths, out=m)
+        _LEN_K.take(lengths, out=m, mode="clip")
         np.add(w, m, out=w)
         return np.bitwise_xor(w, np.uint64(salt), out=out)
     lengths = lengths.astype(np.int64)  # out of the scratch: the blocks below use scratch too
-    return _finish(_bytes_sums(raw, last, starts.astype(np.int64), lengths), kind, lengths, sc, salt)
+    return _finish(_bytes_sums(source, starts.astype(np.int64), lengths, sc), kind, lengths, sc, salt)
 
 
-def _bytes_sums(raw: np.ndarray, last: int, starts: I64, lengths: I64) -> U64:
+def _bytes_sums(source: _Bytes, starts: I64, lengths: I64, sc: _Scratch) -> U64:
     """``sum_j mix(word_j ^ key(j))`` of each byte string ``[starts[i], starts[i] + lengths[i])``."""
     nwords = np.maximum((lengths + 7) >> 3, 1)
     small = int(nwords.max()) <= _N_KEYS
 
     def block(a: int, b: int, seg: I64 | None, pos: I64 | None) -> U64:
         assert seg is not None and pos is not None  # values of <= 8 bytes took the short path
-        off = pos << 3
-        p = starts[seg] + off
-        left = lengths[seg] - off
-        w = _read_words(raw, last, p)
-        w &= _BYTE_MASKS.take(np.clip(left, 0, 8, out=left))
-        w ^= _KEYS.take(pos) if small else _keys_at(pos)
-        return _mix(w)
+        n = b - a
+        off = np.left_shift(pos, 3, out=sc.get("w_off", n, np.int64))
+        p = starts.take(seg, out=sc.get("w_p", n, np.int64), mode="clip")
+        p += off
+        left = lengths.take(seg, out=sc.get("w_left", n, np.int64), mode="clip")
+        left -= off
+        w = source.read(p, sc)
+        m = sc.get("w_m", n, np.uint64)
+        w &= _BYTE_MASKS.take(np.clip(left, 0, 8, out=left), out=m, mode="clip")
+        w ^= _KEYS.take(pos, out=m, mode="clip") if small else _keys_at(pos)
+        return _mix(w, sc.get("mix", n, np.uint64))
 
     return _segment_sums(nwords, block)
 

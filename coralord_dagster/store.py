@@ -29,6 +29,15 @@ from coralord_dagster import faults
 from coralord_dagster.chunking import Chunking, boundaries
 from coralord_dagster.errors import IntegrityError, StorageError
 from coralord_dagster.model import PartDigests, PartRef
+from coralord_dagster.redact import redact_url as redact
+from coralord_dagster.retry import (
+    backend_options,
+    describe,
+    is_transient,
+    limit_backend_retries,
+    retrying,
+    unavailable,
+)
 
 _REMOTE_READ_DEFAULTS = {"s3": {"default_cache_type": "none"}, "gcs": {"cache_type": "none"}}
 
@@ -151,12 +160,14 @@ class PartStore:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = normalize_url(url)
         protocol = fsspec.core.split_protocol(self.url)[0] or "file"
-        options = dict(_REMOTE_READ_DEFAULTS.get(protocol, {}))
+        options = {**_REMOTE_READ_DEFAULTS.get(protocol, {}), **backend_options(protocol)}
         options.update(storage_options or {})
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url, **options)
-        except (ImportError, ValueError) as e:
-            raise StorageError(f"storage {self.url!r}: {e}") from e
+        except (ImportError, ValueError, TypeError) as e:
+            raise StorageError(f"storage {redact(self.url)!r}: {e}") from e
+        # Our retries (coralord_dagster.retry) are the one policy: the backend's own loop stays short.
+        limit_backend_retries(self.fs)
         self.is_local = protocol in ("file", "local")
 
     def __repr__(self) -> str:
@@ -174,14 +185,14 @@ class PartStore:
         """Whether the part is stored (with ``size`` bytes, when given: a part cut short by a crash
         before it was synced is written again rather than reused)."""
         path = self.part_path(sha256)
-        try:
-            if size is None:
-                return self.fs.exists(path)
-            return self.fs.size(path) == size
-        except FileNotFoundError:
-            return False
-        except OSError as e:
-            raise StorageError(f"storage {self.url}: cannot check part {sha256}: {e}") from e
+
+        def stored() -> bool:
+            try:
+                return self.fs.exists(path) if size is None else self.fs.size(path) == size
+            except FileNotFoundError:
+                return False
+
+        return self._call(f"check part {sha256}", stored)
 
     def missing(self, parts: Sequence[PartRef]) -> list[str]:
         """The sha256 of the ``parts`` not stored (with their recorded size)."""
@@ -196,18 +207,19 @@ class PartStore:
         nothing), fsync'ed unless ``sync=False`` (the caller then syncs many at once, see
         :meth:`_sync_local`)."""
         path = self.part_path(sha256)
+        if not self.is_local:
+            payload = data if isinstance(data, bytes) else data.to_pybytes()
+            self._call(f"write part {sha256}", self.fs.pipe_file, path, payload)
+            return
         try:
-            if self.is_local:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                tmp = f"{os.path.dirname(path)}/.{sha256}.{uuid.uuid4().hex}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    if sync:
-                        f.flush()
-                        os.fsync(f.fileno())
-                os.replace(tmp, path)
-            else:
-                self.fs.pipe_file(path, data if isinstance(data, bytes) else data.to_pybytes())
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{os.path.dirname(path)}/.{sha256}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if sync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
         except OSError as e:
             raise StorageError(f"storage {self.url}: cannot write part {sha256}: {e}") from e
 
@@ -283,17 +295,25 @@ class PartStore:
             raise StorageError(f"storage {self.url}: cannot sync new parts to disk: {e}") from e
 
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A storage call, with transient failures retried; a missing part is an integrity problem."""
+        """A storage call, with transient failures retried (then :class:`StorageUnavailableError`, exit 3);
+        a missing part is an integrity problem (exit 1); anything else a :class:`StorageError`."""
         try:
-            return func(*args, **kwargs)
+            return retrying()(func, *args, **kwargs)
         except FileNotFoundError:
             raise IntegrityError(
-                f"{what}: missing from storage {self.url}; the version cannot be read"
+                f"{what}: missing from storage {redact(self.url)}; the version cannot be read"
             ) from None
         except (StorageError, IntegrityError):
             raise
-        except OSError as e:
-            raise StorageError(f"storage {self.url}: {what}: {e}") from e
+        except Exception as e:
+            if is_transient(e):
+                raise unavailable(f"{what} in storage {self.url}", e) from e
+            if "range is not satisfiable" in str(e) or "InvalidRange" in str(e):
+                # Asked for bytes the manifest records but storage no longer has: the object was cut.
+                raise IntegrityError(f"{what} is corrupt: shorter in storage than its manifest says") from e
+            if isinstance(e, OSError):
+                raise StorageError(f"storage {redact(self.url)}: {what}: {describe(e)}") from e
+            raise
 
     def read_bytes(self, sha256: str, *, fs: Any = None) -> bytes:
         """A whole part, as stored (the caller checks it); ``fs``: a wrapper of :attr:`fs` to read through."""
@@ -308,7 +328,10 @@ class PartStore:
             return self._call(f"part {sha256}", _pread_all, path, ranges)
         starts = [a for a, _ in ranges]
         ends = [a + n for a, n in ranges]
-        return self._call(f"part {sha256}", (fs or self.fs).cat_ranges, [path] * len(ranges), starts, ends)
+        # on_error="raise": fsspec's default puts exception objects into the result list.
+        return self._call(
+            f"part {sha256}", (fs or self.fs).cat_ranges, [path] * len(ranges), starts, ends, on_error="raise"
+        )
 
     def check(self, part: PartRef, *, fast: bool = False) -> str | None:
         """None if the part is intact, else a one-line description of what is wrong.

@@ -12,19 +12,30 @@ from coralord_dagster.registry import Registry
 from coralord_dagster.workspace import Workspace
 
 PUBLISHER = """
-import sys, time, pathlib
+import os, sys, time, pathlib
 import numpy as np, pyarrow as pa
 from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.workspace import Workspace
 registry, name, go = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 ws = Workspace.open(registry, create=True)
 table = pa.table({"i": np.arange(2000) * len(name), "name": [name] * 2000})
+(go.parent / f"ready-{os.getpid()}").touch()
 while not go.exists():
     time.sleep(0.005)
 info = DatasetInfo(name=name, description=name, license="CC0-1.0")
 result = ws.publisher().publish(table, info, part_rows=256)
 print(result.tag)
 """
+
+
+def release_when_ready(folder: Path, procs: list[subprocess.Popen[str]], go: Path) -> None:
+    """Start every process's publish at once: wait until each has imported and signalled, then go."""
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("ready-*"))) < len(procs):
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+        assert time.monotonic() < deadline, "publishers did not start"
+        time.sleep(0.01)
+    go.touch()
 
 
 @pytest.mark.slow
@@ -42,8 +53,7 @@ def test_four_processes_publish_four_datasets_at_once(tmp_path: Path):
         )
         for n in names
     ]
-    time.sleep(1.5)  # let every process import and get ready, then release them together
-    go.touch()
+    release_when_ready(tmp_path, procs, go)
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
 
@@ -75,8 +85,7 @@ def test_concurrent_publishers_of_one_dataset_each_get_a_version(tmp_path: Path)
         )
         for k in (1, 2, 3)
     ]
-    time.sleep(1.5)
-    go.touch()
+    release_when_ready(tmp_path, procs, go)
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     versions = [str(v.version) for v in Registry(registry).versions("shared")]
