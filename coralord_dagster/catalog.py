@@ -58,8 +58,8 @@ class Catalog:
     def connect(self, *, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; writers hold the file lock for its lifetime."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self._lock if write else _NoLock()
-        with lock:
+        # Readers take the lock too: DuckDB refuses to open a file another process is writing.
+        with self._lock:
             try:
                 con = duckdb.connect(str(self.path), read_only=not write and self.path.exists())
             except duckdb.Error as e:
@@ -79,12 +79,11 @@ class Catalog:
         """Index every tagged version the catalog lacks (after a crash, or versions others pushed), and
         drop versions no longer tagged; returns how many were indexed."""
         wanted = {(v.name, str(v.version)): v for v in registry.all_versions()}
-        indexed = {(n, ver): tag for n, ver, tag in self.query("SELECT name, version, tag FROM versions")}
-        missing = [v for key, v in wanted.items() if indexed.get(key) != v.tag]
-        stale = [key for key in indexed if key not in wanted]
-        if not missing and not stale:
-            return 0
         with self.connect(write=True) as con:
+            rows = con.execute("SELECT name, version, tag FROM versions").fetchall()
+            indexed = {(n, ver): tag for n, ver, tag in rows}
+            missing = [v for key, v in wanted.items() if indexed.get(key) != v.tag]
+            stale = [key for key in indexed if key not in wanted]
             for name, version in stale:
                 for table in ("versions", "version_parts", "fields", "lineage", "sources"):
                     con.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", [name, version])
@@ -143,14 +142,6 @@ class Catalog:
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every table's rows in a stable order (used to compare catalogs)."""
         return {t: self.query(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _index(con: duckdb.DuckDBPyConnection, info: VersionInfo, m: Manifest, croissant: str) -> None:
