@@ -67,7 +67,11 @@ def is_git_url(location: str) -> bool:
 
 
 class PushRejectedError(PublishConflictError):
-    """The remote refused the version (someone published first, or a hook said no): decide again."""
+    """The remote moved while we published (someone published first): decide again."""
+
+
+class PushRefusedError(RegistryError):
+    """The remote refused the version although nobody published meanwhile (a hook, a permission)."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +395,12 @@ class Registry:
         error = StorageUnavailableError if e.unreachable else RegistryError
         return error(f"registry {self.path} {what} its remote {url}: {redact_url(e.summary)}")
 
+    def _remote_main(self) -> str | None:
+        """The remote's ``main`` now (None when it has none, or cannot be asked)."""
+        proc = self.git.run("ls-remote", "--heads", "origin", "refs/heads/main", check=False)
+        text = proc.stdout.decode().split()
+        return text[0] if proc.returncode == 0 and text else None
+
     def push(self) -> None:
         """Bring the remote up to date with local work (kept for callers; publishing pushes itself)."""
         self.sync()
@@ -438,7 +448,12 @@ class Registry:
                         raise StorageUnavailableError(
                             f"cannot push {tag}: remote {url} unreachable ({redact_url(outcome.message)})"
                         )
-                    raise PushRejectedError(f"remote {url} rejected {tag}: {redact_url(outcome.message)}")
+                    message = f"remote {url} rejected {tag}: {redact_url(outcome.message)}"
+                    if self._remote_main() == parent:
+                        # Nobody published meanwhile: the remote refused this push itself (a hook, a
+                        # permission). Deciding again would build the same commit; say so at once.
+                        raise PushRefusedError(f"{message}; nothing was published")
+                    raise PushRejectedError(message)
                 faults.reached("pushed")
                 updates += [
                     ("refs/remotes/origin/main", commit, None),
