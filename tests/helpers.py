@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -107,3 +108,68 @@ def wait_for_http(url: str, timeout: float = 60, proc: subprocess.Popen[bytes] |
             if time.time() > deadline:
                 raise RuntimeError(f"{url} did not answer within {timeout} s") from None
             time.sleep(0.2)
+
+
+class JsonLinesProcess:
+    """A long-lived helper process in its own session, spoken to in JSON lines with bounded waits.
+
+    Lines it prints that are not JSON (``{`` or ``[`` first) are ignored; stderr goes to ``log``.
+    """
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        import queue
+        import threading
+
+        self.log = log
+        self._err = log.open("w")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(("{", "[")):
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` (a string as it is, anything else as JSON) as one line."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((message if isinstance(message, str) else json.dumps(message)) + "\n")
+        self.proc.stdin.flush()
+
+    def answer(self, timeout: float) -> Any:
+        """The next JSON line; TimeoutError after ``timeout`` s, AssertionError if the process exited."""
+        import queue
+
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{self.log.stem}: no answer within {timeout} s; {self.tail()}") from None
+        if line is None:
+            raise AssertionError(f"{self.log.stem} exited ({self.proc.poll()}); {self.tail()}")
+        return json.loads(line)
+
+    def tail(self) -> str:
+        self._err.flush()
+        return "stderr: " + self.log.read_text()[-2000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._err.close()

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .helpers import JsonLinesProcess
 
 BIN = Path(sys.executable).parent
 NAME = "crash"
@@ -176,62 +176,12 @@ def schedule() -> list[Case]:
 
 
 # ----------------------------------------------------------------------------- processes
-class LineServer:
-    """A long-lived helper process in its own session, spoken to in JSON lines with bounded waits."""
+class LineServer(JsonLinesProcess):
+    """A helper process that says it is ready once its imports are done."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._err = log.open("w")
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(argv, log, env)
         assert self.answer(timeout=180) == {"ready": True}
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def answer(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"{self.log.stem}: no answer within {timeout} s; {self.tail()}") from None
-            if line is None:
-                raise AssertionError(f"{self.log.stem} exited ({self.proc.poll()}); {self.tail()}")
-            if line.startswith("{"):
-                return json.loads(line)
-
-    def tail(self) -> str:
-        self._err.flush()
-        return "stderr: " + self.log.read_text()[-2000:]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._err.close()
 
 
 class PublisherServer(LineServer):

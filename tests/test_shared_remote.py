@@ -10,9 +10,6 @@ name means one content everywhere, lineage names what the remote has, and no clo
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .helpers import JsonLinesProcess
 
 CLONES = 3
 ROUNDS = 5
@@ -72,59 +71,16 @@ for line in sys.stdin:
 """
 
 
-class Clone:
+class Clone(JsonLinesProcess):
     """A publisher process for one clone: ``send(jobs)`` then ``receive()`` its results."""
 
     def __init__(self, index: int, registry: Path, storage: Path, remote: Path, logs: Path) -> None:
         self.index, self.registry = index, registry
-        self.log = logs / f"clone{index}.err"
-        self._err = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(registry), str(storage), str(remote)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            text=True,
-            start_new_session=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(("{", "[")):
-                self._lines.put(line)
-        self._lines.put(None)
-
-    def send(self, jobs: list[tuple[str, int]]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(jobs) + "\n")
-        self.proc.stdin.flush()
+        argv = [sys.executable, "-c", SCRIPT, str(registry), str(storage), str(remote)]
+        super().__init__(argv, logs / f"clone{index}.err")
 
     def receive(self, timeout: float = 300) -> Any:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"clone {self.index}: no answer within {timeout} s; {self.tail()}") from None
-        if line is None:
-            raise AssertionError(f"clone {self.index}: its publisher exited; {self.tail()}")
-        return json.loads(line)
-
-    def tail(self) -> str:
-        self._err.flush()
-        return "stderr: " + self.log.read_text()[-2000:]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._err.close()
+        return self.answer(timeout)
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
