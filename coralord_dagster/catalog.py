@@ -78,8 +78,10 @@ class Catalog:
     def sync(self, registry: Registry) -> int:
         """Index every tagged version the catalog lacks (after a crash, or versions others pushed), and
         drop versions no longer tagged; returns how many were indexed."""
-        wanted = {(v.name, str(v.version)): v for v in registry.all_versions()}
         with self.connect(write=True) as con:
+            # Read the tags under the lock too: a tag another writer indexed after we listed them
+            # would otherwise look stale and be dropped.
+            wanted = {(v.name, str(v.version)): v for v in registry.all_versions()}
             rows = con.execute("SELECT name, version, tag FROM versions").fetchall()
             indexed = {(n, ver): tag for n, ver, tag in rows}
             missing = [v for key, v in wanted.items() if indexed.get(key) != v.tag]

@@ -61,6 +61,9 @@ class PushOutcome:
     ok: bool
     unreachable: bool = False
     message: str = ""
+    #: Every ref was already what we pushed: another writer pushed these very objects first (a commit
+    #: and tag are deterministic, so the same version built in the same second has the same ids).
+    up_to_date: bool = False
 
 
 class Git:
@@ -187,8 +190,9 @@ class Git:
     def push_atomic(self, refspecs: Sequence[str]) -> PushOutcome:
         """``git push --atomic``: every ref lands or none does."""
         try:
-            self.run("push", "--atomic", "--porcelain", "--quiet", "origin", *refspecs)
-            return PushOutcome(True)
+            out = self.run("push", "--atomic", "--porcelain", "origin", *refspecs).stdout.decode()
+            flags = [line[0] for line in out.splitlines() if line[:1] in ("=", " ", "*", "+", "-", "!")]
+            return PushOutcome(True, up_to_date=bool(flags) and all(f == "=" for f in flags))
         except GitFailure as e:
             detail = " / ".join(
                 line.strip()

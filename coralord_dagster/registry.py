@@ -454,6 +454,9 @@ class Registry:
                         # permission). Deciding again would build the same commit; say so at once.
                         raise PushRefusedError(f"{message}; nothing was published")
                     raise PushRejectedError(message)
+                if outcome.up_to_date:
+                    self.git.update_refs([(staging, ZERO, None)])
+                    raise PushRejectedError(f"{tag}: another writer published this very version first")
                 faults.reached("pushed")
                 updates += [
                     ("refs/remotes/origin/main", commit, None),

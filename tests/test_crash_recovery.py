@@ -57,11 +57,7 @@ def table(k):
     return pa.table({"id": i, "value": i * 7 + k, "label": [f"k{k}-r{j % 31}" for j in range(2000)]})
 
 def previous(p):
-    if p is None:
-        return None
-    get = p.get if isinstance(p, dict) else (lambda key: getattr(p, key, None))
-    v = get("version")
-    return {"version": None if v is None else str(v), "content_id": get("content_id")}
+    return None if p is None else {"version": p.version, "content_id": p.content_id}
 
 def publish(k):
     ws = Workspace.open(registry, create=True, storage=storage, remote=remote)

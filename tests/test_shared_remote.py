@@ -40,11 +40,7 @@ def table(seed):
     return pa.table({"id": i, "value": i * 13 + seed, "tag": [f"s{seed}-{j % 17}" for j in range(1200)]})
 
 def previous(p):
-    if p is None:
-        return None
-    get = p.get if isinstance(p, dict) else (lambda key: getattr(p, key, None))
-    v = get("version")
-    return {"version": None if v is None else str(v), "content_id": get("content_id")}
+    return None if p is None else {"version": p.version, "content_id": p.content_id}
 
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
