@@ -75,9 +75,11 @@ class Catalog:
         with self.connect(write=True) as con:
             _index(con, info, manifest, croissant)
 
-    def sync(self, registry: Registry) -> int:
+    def sync(self, registry: Registry, known: dict[str, tuple[Manifest, str]] | None = None) -> int:
         """Index every tagged version the catalog lacks (after a crash, or versions others pushed), and
-        drop versions no longer tagged; returns how many were indexed."""
+        drop versions no longer tagged; returns how many were indexed. ``known``: the manifest and
+        Croissant of tags the caller has at hand (a version just committed), not read from Git again."""
+        known = known or {}
         with self.connect(write=True) as con:
             # Read the tags under the lock too: a tag another writer indexed after we listed them
             # would otherwise look stale and be dropped.
@@ -90,9 +92,13 @@ class Catalog:
                 for table in ("versions", "version_parts", "fields", "lineage", "sources"):
                     con.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", [name, version])
             for info in missing:
-                folder = dataset_dir(info.name)
-                croissant = registry.read_file(info.tag, f"{folder}/croissant.json").decode()
-                _index(con, info, registry.manifest(info), croissant)
+                if info.tag in known:
+                    manifest, croissant = known[info.tag]
+                else:
+                    folder = dataset_dir(info.name)
+                    croissant = registry.read_file(info.tag, f"{folder}/croissant.json").decode()
+                    manifest = registry.manifest(info)
+                _index(con, info, manifest, croissant)
         return len(missing)
 
     def rebuild(self, registry: Registry) -> int:

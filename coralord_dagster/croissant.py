@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from coralord_dagster.errors import CroissantError
-from coralord_dagster.model import DatasetInfo, Manifest, ParentRef, SourceRecord
+from coralord_dagster.model import DatasetInfo, Manifest, ParentRef, SourceRecord, json_text
 
 __all__ = ["DatasetInfo", "build_croissant", "dumps", "part_link_name", "trim_parts", "validate"]
 
@@ -360,7 +360,7 @@ def trim_parts(doc: dict[str, Any], keep: int) -> dict[str, Any]:
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json_text(doc)
 
 
 def validate(path: Path | str, mapping: dict[str, str] | None = None) -> None:

@@ -214,7 +214,7 @@ class Manifest(_Model):
         return out
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+        return json_text(self.to_json())
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Manifest:
@@ -234,6 +234,30 @@ class Manifest(_Model):
     @classmethod
     def loads(cls, text: str | bytes) -> Manifest:
         return cls.from_json(json.loads(text))
+
+
+def json_text(doc: Any, *, long_list: int = 8) -> str:
+    """``doc`` as indented JSON text, except that the elements of a list longer than ``long_list`` take one
+    line each (a version's parts, a Croissant's files): a Git diff shows one line per changed entry, and
+    the bulk is encoded by the C encoder (``indent`` alone runs the pure-Python one: 0.1 s for 500 parts).
+    """
+
+    def text(value: Any, pad: str) -> str:
+        inner = pad + "  "
+        if isinstance(value, dict) and value:
+            items = (
+                f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {text(v, inner)}" for k, v in value.items()
+            )
+            return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+        if isinstance(value, list) and value:
+            if len(value) > long_list:
+                lines = (inner + json.dumps(v, ensure_ascii=False) for v in value)
+            else:
+                lines = (inner + text(v, inner) for v in value)
+            return "[\n" + ",\n".join(lines) + f"\n{pad}]"
+        return json.dumps(value, ensure_ascii=False)
+
+    return text(doc, "") + "\n"
 
 
 # --------------------------------------------------------------------------------------------- publishing

@@ -211,7 +211,7 @@ class Publisher:
                 f"could not publish {name} after {COMMIT_ATTEMPTS} attempts: {e}; nothing was published, "
                 "publish again"
             ) from None
-        warnings = self._index()
+        warnings = self._index({version.tag: (manifest, files["croissant.json"].decode())})
         return PublishResult(
             name,
             version.version,
@@ -351,13 +351,14 @@ class Publisher:
                 (tmp / rel).symlink_to(target)
             cr.validate(path)
 
-    def _index(self) -> list[str]:
-        """Index every tagged version the catalog lacks; the version exists already, so a failure here is
-        reported, not undone (the catalog is derived: the next publish or search catches up)."""
+    def _index(self, known: dict[str, tuple[Manifest, str]]) -> list[str]:
+        """Index every tagged version the catalog lacks (``known``: the one just committed, at hand); the
+        version exists already, so a failure here is reported, not undone (the catalog is derived: the
+        next publish or search catches up)."""
         if self.catalog is None:
             return []
         try:
-            self.catalog.sync(self.registry)
+            self.catalog.sync(self.registry, known)
         except (CoralordError, OSError) as e:
             message = f"catalog not updated ({e}); run 'coralord catalog rebuild'"
             log.warning(message)

@@ -35,7 +35,13 @@ from coralord_dagster.errors import CoralordError, IntegrityError
 from coralord_dagster.metered import MeteredFileSystem
 from coralord_dagster.model import PartRef
 from coralord_dagster.pruning import Condition, conditions, may_match, prune
-from coralord_dagster.store import PartStore, check_part_bytes, chunk_ranges, digest, row_group_statistics
+from coralord_dagster.store import (
+    PartStore,
+    chunk_ranges,
+    digest,
+    inspect_part_bytes,
+    row_group_statistics,
+)
 
 
 class QueryError(CoralordError, ValueError):
@@ -122,16 +128,18 @@ class PartCache:
     def range_path(self, sha256: str, offset: int, length: int) -> Path:
         return self.root / "ranges" / sha256[:2] / sha256 / f"{offset}-{length}"
 
-    def whole(self, part: PartRef) -> bytes | None:
-        """The cached part if it is intact; a damaged entry is deleted."""
+    def whole(self, part: PartRef, *, sha256: bool = False) -> _Checked | None:
+        """The cached part if it is intact (its sha256 checked too when asked); a damaged entry is
+        deleted."""
         path = self.part_path(part.sha256)
         data = _read_file(path)
         if data is None:
             return None
-        if check_part_bytes(part, data) is not None:
+        problem, meta = inspect_part_bytes(part, data, sha256=sha256)
+        if problem is not None:
             path.unlink(missing_ok=True)
             return None
-        return data
+        return data, meta
 
     def range(self, part: PartRef, offset: int, length: int, expected: str) -> bytes | None:
         """A cached byte range if it matches ``expected``, read from the whole part when cached."""
@@ -152,6 +160,10 @@ class PartCache:
 
     def add_range(self, part: PartRef, offset: int, length: int, data: bytes) -> None:
         _atomic_write(self.range_path(part.sha256, offset, length), data)
+
+
+#: A part's bytes, checked, and its parsed footer (None when the part has no digests).
+_Checked = tuple["bytes | pa.Buffer", "pq.FileMetaData | None"]
 
 
 def _read_file(path: Path) -> bytes | None:
@@ -190,19 +202,20 @@ class _Fetcher:
             "and republish the dataset"
         )
 
-    def whole(self, part: PartRef, *, sha256: bool = False) -> bytes:
-        """The whole part, every digest checked (and its sha256 when asked, or when it has no digests)."""
-        hit = self.cache.whole(part) if self.cache is not None else None
-        if hit is not None and (not sha256 or check_part_bytes(part, hit, sha256=True) is None):
+    def whole(self, part: PartRef, *, sha256: bool = False) -> _Checked:
+        """The whole part, every digest checked (and its sha256 when asked, or when it has no digests),
+        with the footer the check parsed (None for a part without digests)."""
+        hit = self.cache.whole(part, sha256=sha256) if self.cache is not None else None
+        if hit is not None:
             return hit
         self.from_storage.add(part.sha256)
         data = self.store.read_bytes(part.sha256, fs=self.meter)
-        problem = check_part_bytes(part, data, sha256=sha256)
+        problem, meta = inspect_part_bytes(part, data, sha256=sha256)
         if problem:
             raise self._corrupt(part, problem)
         if self.cache is not None:
             self.cache.add_part(part, data)
-        return data
+        return data, meta
 
     def ranges(self, part: PartRef, wanted: Sequence[tuple[int, int, str]]) -> list[bytes]:
         """Byte ranges (offset, length, expected digest), each checked."""
@@ -249,9 +262,12 @@ def _read_part(
 ) -> pa.Table | None:
     """The needed columns of the row groups of ``part`` that may match; None when none can."""
     d = part.digests
-    if d is None or verify:
-        data = fetch.whole(part, sha256=True)
-        return pq.ParquetFile(pa.py_buffer(data)).read(columns=columns, use_threads=False)
+    if d is None or verify or (not conds and set(columns) >= set(schema.names)):
+        # the whole part is needed anyway: one read, and the footer its check parsed decodes it
+        data, meta = fetch.whole(part, sha256=verify or d is None)
+        if meta is not None and meta.num_rows != part.rows:
+            raise fetch._corrupt(part, f"part {part.sha256} does not match its manifest entry")
+        return _decode(fetch, part, pa.py_buffer(data), meta, None, columns)
     (tail,) = fetch.ranges(part, [(d.footer_offset, part.bytes - d.footer_offset, d.footer)])
     try:
         meta = pq.read_metadata(pa.BufferReader(tail))
@@ -260,7 +276,11 @@ def _read_part(
     ranges = chunk_ranges(meta)
     if len(ranges) != len(d.chunks) or meta.num_rows != part.rows:
         raise fetch._corrupt(part, f"part {part.sha256} does not match its manifest entry")
-    groups = [rg for rg in range(meta.num_row_groups) if may_match(row_group_statistics(meta, rg), conds)]
+    groups = [
+        rg
+        for rg in range(meta.num_row_groups)
+        if not conds or may_match(row_group_statistics(meta, rg), conds)
+    ]
     if not groups:
         return None
     leaves: list[int] = []
@@ -273,7 +293,7 @@ def _read_part(
     per_group = len(ranges) // max(1, meta.num_row_groups)
     wanted = [(rg * per_group + leaf) for rg in groups for leaf in leaves]
     if len(wanted) == len(ranges):  # everything: one request for the whole part
-        buffer = pa.py_buffer(fetch.whole(part))
+        buffer = pa.py_buffer(fetch.whole(part)[0])
     else:
         picked = fetch.ranges(part, [(*ranges[i], d.chunks[i]) for i in wanted])
         whole = bytearray(part.bytes)
@@ -282,10 +302,23 @@ def _read_part(
             whole[a : a + n] = data
         whole[d.footer_offset :] = tail
         buffer = pa.py_buffer(whole)
+    return _decode(fetch, part, buffer, meta, groups, columns)
+
+
+def _decode(
+    fetch: _Fetcher,
+    part: PartRef,
+    buffer: pa.Buffer,
+    meta: pq.FileMetaData | None,
+    groups: list[int] | None,
+    columns: list[str],
+) -> pa.Table:
+    """The ``columns`` of row ``groups`` (all when None) of a checked part's bytes."""
     try:
-        return pq.ParquetFile(buffer, metadata=meta).read_row_groups(
-            groups, columns=columns, use_threads=False
-        )
+        file = pq.ParquetFile(buffer, metadata=meta, pre_buffer=False)  # in memory already
+        if groups is None:
+            return file.read(columns=columns, use_threads=False)
+        return file.read_row_groups(groups, columns=columns, use_threads=False)
     except (pa.ArrowException, OSError) as e:
         raise fetch._corrupt(part, f"part {part.sha256} cannot be decoded: {e}") from None
 
@@ -316,7 +349,9 @@ def read_parts(
         extra = set(referenced_columns(where, schema))
         needed = [n for n in schema.names if n in extra or n in selected]
     fetch = _Fetcher(store, cache, stats)
-    workers = max(1, min(8, len(kept), 2 * (os.cpu_count() or 1)))
+    # local parts: one decoder per core; remote: more requests in flight than cores, to hide latency
+    cores = os.cpu_count() or 1
+    workers = max(1, min(8, len(kept), cores if store.is_local else 2 * cores))
     with _progress(len(kept), "reading") as bar, ThreadPoolExecutor(max_workers=workers) as pool:
 
         def one(part: PartRef) -> pa.Table | None:
@@ -345,4 +380,4 @@ def read_parts(
 
 def whole_part(store: PartStore, part: PartRef, cache: PartCache | None = None) -> bytes:
     """One part's bytes, fully checked (its sha256 included): for copies of parts."""
-    return _Fetcher(store, cache, ReadStats()).whole(part, sha256=True)
+    return _Fetcher(store, cache, ReadStats()).whole(part, sha256=True)[0]

@@ -315,9 +315,15 @@ class PartStore:
                 raise StorageError(f"storage {redact(self.url)}: {what}: {describe(e)}") from e
             raise
 
-    def read_bytes(self, sha256: str, *, fs: Any = None) -> bytes:
-        """A whole part, as stored (the caller checks it); ``fs``: a wrapper of :attr:`fs` to read through."""
-        return self._call(f"part {sha256}", (fs or self.fs).cat_file, self.part_path(sha256))
+    def read_bytes(self, sha256: str, *, fs: Any = None) -> bytes | pa.Buffer:
+        """A whole part, as stored (the caller checks it); ``fs``: a wrapper of :attr:`fs` to read through.
+
+        A local part is read into Arrow's memory pool (reused from part to part: no fresh pages to fault
+        in), which the decoder takes without a copy."""
+        path = self.part_path(sha256)
+        if self.is_local and fs is None:
+            return self._call(f"part {sha256}", _read_local, path)
+        return self._call(f"part {sha256}", (fs or self.fs).cat_file, path)
 
     def read_ranges(self, sha256: str, ranges: Sequence[tuple[int, int]], *, fs: Any = None) -> list[bytes]:
         """Byte ranges (offset, length) of a part, as stored (the caller checks them)."""
@@ -355,6 +361,11 @@ class PartStore:
 T = TypeVar("T")
 
 
+def _read_local(path: str) -> pa.Buffer:
+    with pa.OSFile(path) as f:
+        return f.read_buffer()
+
+
 def _pread_all(path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
     with open(path, "rb") as f:
         fd = f.fileno()
@@ -364,26 +375,35 @@ def _pread_all(path: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
 def check_part_bytes(part: PartRef, data: bytes | memoryview, *, sha256: bool = False) -> str | None:
     """The one check of a whole part's bytes: size, then every digest (and the sha256 when asked, or when
     the part has no digests). None when intact, else what is wrong, naming the part."""
+    return inspect_part_bytes(part, data, sha256=sha256)[0]
+
+
+def inspect_part_bytes(
+    part: PartRef, data: bytes | memoryview, *, sha256: bool = False
+) -> tuple[str | None, pq.FileMetaData | None]:
+    """:func:`check_part_bytes`, also returning the footer it parsed to find the column chunks (None when
+    the part has no digests or is damaged), so that a reader decodes with it instead of parsing again."""
     view = memoryview(data)
     where = f"part {part.sha256}"
     if len(view) != part.bytes:
-        return f"{where} has {len(view)} bytes, expected {part.bytes}"
+        return f"{where} has {len(view)} bytes, expected {part.bytes}", None
+    meta = None
     d = part.digests
     if d is not None:
         if digest(view[d.footer_offset :]) != d.footer:
-            return f"{where} is corrupt: its footer does not match its digest"
+            return f"{where} is corrupt: its footer does not match its digest", None
         try:
-            meta = pq.ParquetFile(pa.py_buffer(view)).metadata
+            meta = pq.read_metadata(pa.BufferReader(pa.py_buffer(view)))
             ranges = chunk_ranges(meta)
         except (pa.ArrowException, OSError, ValueError) as e:
-            return f"{where} is corrupt: {e}"
+            return f"{where} is corrupt: {e}", None
         if len(ranges) != len(d.chunks) or bytes(view[:4]) != b"PAR1":
-            return f"{where} is corrupt: its layout does not match the manifest"
+            return f"{where} is corrupt: its layout does not match the manifest", None
         for i, ((a, n), expected) in enumerate(zip(ranges, d.chunks, strict=True)):
             if digest(view[a : a + n]) != expected:
-                return f"{where} is corrupt: column chunk {i} does not match its digest"
+                return f"{where} is corrupt: column chunk {i} does not match its digest", None
     if sha256 or d is None:
         actual = hashlib.sha256(view).hexdigest()
         if actual != part.sha256:
-            return f"{where} is corrupt: its content hashes to {actual}"
-    return None
+            return f"{where} is corrupt: its content hashes to {actual}", None
+    return None, meta
