@@ -26,6 +26,7 @@ from coralord_dagster.errors import CoralordError
 from coralord_dagster.garbage import DEFAULT_GRACE_S, collect
 from coralord_dagster.naming import Ref
 from coralord_dagster.redact import redact_url
+from coralord_dagster.subsets import check_subset_predicates
 from coralord_dagster.use_case import publish_descriptor
 from coralord_dagster.workspace import Workspace
 
@@ -314,10 +315,13 @@ def search_cmd(ctx: click.Context, text: str, as_json: bool) -> None:
 @click.argument("descriptor", type=click.Path())
 @handle_errors
 def validate_cmd(descriptor: str) -> None:
-    """Check a descriptor file (and that its pipeline imports) without running anything."""
+    """Check a descriptor file, its subsets and that its pipeline imports, without running anything."""
     desc = load_descriptor(descriptor)
+    subsets = check_subset_predicates(desc)
     desc.load_pipeline()
-    click.echo(f"OK {desc.path}: dataset {desc.name}, code version {desc.code_version()}")
+    click.echo(
+        f"OK {desc.path}: dataset {desc.name}, {len(subsets)} subset(s), code version {desc.code_version()}"
+    )
 
 
 @cli.command("publish")

@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 from coralord_dagster.croissant import part_link_name
 from coralord_dagster.model import Manifest
 from coralord_dagster.naming import Ref
-from coralord_dagster.reader import ReadStats, read_parts, validate_query, whole_part
+from coralord_dagster.reader import ReadStats, read_parts, whole_part
 from coralord_dagster.registry import VersionInfo, dataset_dir
+from coralord_dagster.sql import validate_query
 from coralord_dagster.workspace import Workspace
 
 

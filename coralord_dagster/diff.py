@@ -16,7 +16,8 @@ import duckdb
 import pyarrow as pa
 
 from coralord_dagster.client import DatasetVersion
-from coralord_dagster.reader import QueryError, quote_ident, read_parts
+from coralord_dagster.reader import read_parts
+from coralord_dagster.sql import QueryError, quote_ident
 from coralord_dagster.versioning import SchemaChange, schema_change
 
 

@@ -7,13 +7,11 @@ another type keeps the part. DuckDB parses the predicate; nothing is evaluated h
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-
 from coralord_dagster.model import PartRef
+from coralord_dagster.sql import QueryError, parse_predicate
 
 Condition = tuple[str, str, Any]  # (column, operator, value or values)
 
@@ -68,15 +66,11 @@ def _conditions(node: dict[str, Any]) -> list[Condition]:
 
 
 def conditions(where: str) -> list[Condition]:
-    con = duckdb.connect()
+    """The column-versus-constant conditions of a predicate that min/max statistics can rule out."""
     try:
-        rows = con.execute("SELECT json_serialize_sql(?)", [f"SELECT * FROM t WHERE ({where})"]).fetchall()
-    finally:
-        con.close()
-    parsed = json.loads(rows[0][0])
-    if parsed.get("error"):
+        return _conditions(parse_predicate(where))
+    except QueryError:
         return []
-    return _conditions(parsed["statements"][0]["node"].get("where_clause") or {})
 
 
 def _comparable(a: Any, b: Any) -> bool:

@@ -15,7 +15,6 @@ time they are used; a damaged entry is deleted and fetched again.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
@@ -23,18 +22,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from coralord_dagster.duck import sandboxed_query
-from coralord_dagster.errors import CoralordError, IntegrityError
+from coralord_dagster.errors import IntegrityError
 from coralord_dagster.metered import MeteredFileSystem
 from coralord_dagster.model import PartRef
 from coralord_dagster.pruning import Condition, conditions, may_match, prune
+from coralord_dagster.sql import quote_ident, referenced_columns, validate_query
 from coralord_dagster.store import (
     PartStore,
     chunk_ranges,
@@ -42,70 +40,6 @@ from coralord_dagster.store import (
     inspect_part_bytes,
     row_group_statistics,
 )
-
-
-class QueryError(CoralordError, ValueError):
-    """A column list or predicate does not fit the dataset."""
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_literal(s: str) -> str:
-    """A SQL string literal (for the few values that cannot be parameters, like file paths)."""
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _parse(where: str) -> dict[str, Any]:
-    con = duckdb.connect()
-    try:
-        rows = con.execute("SELECT json_serialize_sql(?)", [f"SELECT * FROM t WHERE ({where})"]).fetchall()
-    finally:
-        con.close()
-    parsed: dict[str, Any] = json.loads(rows[0][0]) if rows else {"error": True}
-    return parsed
-
-
-def validate_query(schema: pa.Schema, columns: Sequence[str] | None, where: str | None, what: str) -> None:
-    """Fail before any read if the columns or the predicate do not fit ``schema``."""
-    if columns is not None:
-        unknown = [c for c in columns if c not in schema.names]
-        if unknown:
-            raise QueryError(f"{what} has no column(s) {unknown}; columns: {schema.names}")
-        if not columns:
-            raise QueryError("no columns requested")
-    if where is None:
-        return
-    # Exactly one SELECT statement, parsed without running: no second statement can ride along.
-    parsed = _parse(where)
-    if parsed.get("error") or len(parsed.get("statements", [])) != 1:
-        problem = parsed.get("error_message", "not one expression")
-        raise QueryError(f"invalid predicate {where!r} for {what}: {problem}")
-    try:
-        sandboxed_query(schema.empty_table(), f"SELECT * FROM t WHERE ({where}) LIMIT 0")
-    except duckdb.Error as e:
-        message = str(e).splitlines()[0]
-        raise QueryError(f"invalid predicate {where!r} for {what}: {message}") from None
-
-
-def referenced_columns(where: str, schema: pa.Schema) -> list[str]:
-    """The columns of ``schema`` a predicate mentions (what must be read to evaluate it)."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("class") == "COLUMN_REF" and node.get("column_names"):
-                found.add(str(node["column_names"][-1]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(_parse(where).get("statements", []))
-    lowered = {n.lower(): n for n in found}
-    return [n for n in schema.names if n in found or n.lower() in lowered]
 
 
 @dataclass
@@ -370,7 +304,7 @@ def read_parts(
     out = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     if where:
         select = ", ".join(quote_ident(c) for c in selected)
-        out = sandboxed_query(out, f"SELECT {select} FROM t WHERE ({where})")
+        out = sandboxed_query(out, f"SELECT {select} FROM t WHERE (\n{where}\n)")
     else:
         out = out.select(selected)
     if not out.schema.equals(target, check_metadata=False):

@@ -14,12 +14,13 @@ from typing import Any
 import pyarrow as pa
 
 from coralord_dagster.client import DatasetVersion, open_dataset
-from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec
-from coralord_dagster.duck import query_arrow
+from coralord_dagster.descriptor import LoadedDescriptor, LoadedSubset, SubsetSpec, load_subsets
+from coralord_dagster.duck import query_arrow, sandboxed_query
 from coralord_dagster.errors import DescriptorError
 from coralord_dagster.model import DatasetInfo, ParentRef, Provenance
 from coralord_dagster.publish import PublishResult, Result, Versioned, to_arrow
-from coralord_dagster.reader import QueryError, quote_ident, read_parts, sql_literal, validate_query
+from coralord_dagster.reader import read_parts
+from coralord_dagster.sql import QueryError, check_predicate, quote_ident, sql_literal, validate_query
 from coralord_dagster.use_case import (
     Runner,
     dataset_info,
@@ -177,10 +178,21 @@ def compute_params_subset(
     table, _ = to_arrow(data.data if isinstance(data, Result) else data)
     if spec.where:
         validate_query(table.schema, None, spec.where, f"subset {sub.full_name}")
-        table = query_arrow(table, f"SELECT * FROM t WHERE ({spec.where})").cast(table.schema)
+        table = sandboxed_query(table, f"SELECT * FROM t WHERE (\n{spec.where}\n)").cast(table.schema)
     if spec.sample is None and not spec.order_by:
         return table.select(spec.columns) if spec.columns else table
     return _sample_and_order(table, spec)
+
+
+def check_subset_predicates(desc: LoadedDescriptor) -> list[LoadedSubset]:
+    """The descriptor's subsets, each ``where`` checked for what it may contain (its columns are checked
+    against the parent's schema when the subset is built): ``coralord validate`` refuses a hostile subset
+    file before anything runs."""
+    subsets = load_subsets(desc)
+    for sub in subsets:
+        if sub.spec.where:
+            check_predicate(sub.spec.where, None, f"subset {sub.full_name} ({sub.path})")
+    return subsets
 
 
 def build_subset(

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from coralord_dagster.cli import cli
 from coralord_dagster.client import open_dataset
 from coralord_dagster.croissant import DatasetInfo
-from coralord_dagster.reader import QueryError
 from coralord_dagster.registry import Registry
+from coralord_dagster.sql import QueryError
 from coralord_dagster.workspace import Workspace
 
 from .conftest import BIN, free_port
@@ -89,7 +89,7 @@ def test_partial_reads_from_s3_read_little_and_cache_everything(s3, tmp_path: Pa
     ("args", "message"),
     [
         (["--where", "nonsense ((("], "invalid predicate"),
-        (["--where", "1=1; DROP TABLE x"], "invalid predicate"),
+        (["--where", "1=1; DROP TABLE x"], "a second statement"),
         (["--columns", "id,nope"], "has no column(s) ['nope']"),
         (["--where", "nope > 1"], "nope"),
         (["--subset", "nosuch"], "dataset 'wide/nosuch' is not in the registry"),

@@ -8,8 +8,8 @@ import pytest
 from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import load_descriptor, load_subsets
 from coralord_dagster.errors import DescriptorError
-from coralord_dagster.reader import QueryError
 from coralord_dagster.sources import override_variable
+from coralord_dagster.sql import QueryError
 from coralord_dagster.subsets import publish_subset
 from coralord_dagster.use_case import publish_descriptor, run_pipeline
 from coralord_dagster.workspace import Workspace
