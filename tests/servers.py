@@ -22,8 +22,10 @@ class Behaviour:
     delay_s: float = 0.0  # sleep before answering (timeouts)
     hub_sha: str | None = None  # answer /api/datasets/<repo>/revision/<rev> with this commit sha
     root: Path | None = None  # also serve files from this folder
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (a 302)
     requests: int = 0
     not_modified: int = 0
+    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (method, path, headers)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,6 +44,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         path = self.path.split("?")[0]
+        b.seen.append((self.command, path, dict(self.headers.items())))
+        if path in b.redirects:
+            self.send_response(302)
+            self.send_header("Location", b.redirects[path])
+            self.end_headers()
+            return
         if b.hub_sha is not None and path.startswith("/api/datasets/") and "/revision/" in path:
             data = json.dumps(
                 {"id": path.split("/api/datasets/")[1].split("/revision/")[0], "sha": b.hub_sha}

@@ -9,47 +9,90 @@ from __future__ import annotations
 import hashlib
 import os
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
-from coralord_dagster.sources.base import Source, SourceError
+from coralord_dagster.redact import redact_url
+from coralord_dagster.sources.base import DEFAULT_HF_ENDPOINT, Source, SourceError
 from coralord_dagster.sources.fingerprint import Fingerprint, checker, make
 
 # One pool for the process: connections are reused across files, sources and sensor ticks.
 POOL = urllib3.PoolManager(num_pools=64, maxsize=64, retries=False)
 
 
-def http_file(
-    url: str, old: dict[str, Any] | None, timeout: float, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
+#: Redirects followed per request; each hop's credentials are decided for that hop's URL.
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def request(
+    method: str, url: str, timeout: float, headers: dict[str, str] | None = None
+) -> urllib3.BaseHTTPResponse:
+    """One request, redirects followed here rather than by urllib3, so that credentials are decided for
+    each hop's own URL (:func:`auth_headers`): a redirect to another host never carries the token. A
+    redirect that answers for the file itself (the Hub's ``X-Linked-Etag``) is returned as it is."""
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            r = POOL.request(
+                method, url, headers={**(headers or {}), **auth_headers(url)}, timeout=timeout, redirect=False
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise SourceError(f"{redact_url(url)}: {type(e).__name__}: {e}") from None
+        location = r.headers.get("Location")
+        if r.status not in _REDIRECTS or not location or r.headers.get("X-Linked-Etag"):
+            return r
+        url = urljoin(url, location)
+        if r.status == 303:
+            method = "GET"
+    raise SourceError(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+
+def http_file(url: str, old: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
     """Validators of one URL: {etag, last_modified, length} or {sha256}; reuses ``old`` on 304."""
-    request_headers = dict(headers or {})
+    conditional: dict[str, str] = {}
     if old and old.get("etag"):
-        request_headers["If-None-Match"] = old["etag"]
+        conditional["If-None-Match"] = old["etag"]
     elif old and old.get("last_modified"):
-        request_headers["If-Modified-Since"] = old["last_modified"]
-    try:
-        r = POOL.request("HEAD", url, headers=request_headers, timeout=timeout, redirect=True)
-        if r.status in (405, 501):  # no HEAD: a conditional GET
-            r = POOL.request("GET", url, headers=request_headers, timeout=timeout, redirect=True)
-    except urllib3.exceptions.HTTPError as e:
-        raise SourceError(f"{url}: {type(e).__name__}: {e}") from None
+        conditional["If-Modified-Since"] = old["last_modified"]
+    r = request("HEAD", url, timeout, conditional)
+    if r.status in (405, 501):  # no HEAD: a conditional GET
+        r = request("GET", url, timeout, conditional)
     if r.status == 304 and old:
         return old
     if r.status >= 400:
-        raise SourceError(f"{url}: HTTP {r.status}")
+        raise SourceError(f"{redact_url(url)}: HTTP {r.status}")
     etag = r.headers.get("X-Linked-Etag") or r.headers.get("ETag")
     modified = r.headers.get("Last-Modified")
     if etag or modified:
         return {"etag": etag, "last_modified": modified, "length": r.headers.get("Content-Length")}
-    body = POOL.request("GET", url, headers=headers or {}, timeout=timeout).data
+    body = request("GET", url, timeout).data
     return {"sha256": hashlib.sha256(body).hexdigest()}
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face Hub this process trusts with ``HF_TOKEN``: ``$HF_ENDPOINT`` or the public Hub
+    (never an endpoint a descriptor names: a descriptor may come from someone else)."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a malformed port: no origin anything is sent to
+        return ("", "", None)
+    return scheme, (parts.hostname or "").lower(), port
+
+
 def auth_headers(url: str) -> dict[str, str]:
-    """Credentials from the environment (never stored): HF_TOKEN for Hub URLs."""
+    """Credentials from the environment (never stored): ``HF_TOKEN``, for the trusted Hub's origin
+    (scheme, host and port) only."""
     token = os.environ.get("HF_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token and "/datasets/" in url else {}
+    if not token or _origin(url) != _origin(hub_endpoint()):
+        return {}
+    return {"Authorization": f"Bearer {token}"}
 
 
 @checker("http")
@@ -60,7 +103,7 @@ def check_http(source: Source, previous: Fingerprint | None, timeout: float) -> 
     for rel in names:
         url = source.url(rel) if rel else source.base
         try:
-            items[rel or url] = http_file(url, known.get(rel or url), timeout, auth_headers(url))
+            items[rel or url] = http_file(url, known.get(rel or url), timeout)
         except SourceError as e:
             raise SourceError(f"source {source.uri}: {e}") from None
     return make(items)

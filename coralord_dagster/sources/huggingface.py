@@ -10,19 +10,14 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-import urllib3
-
 from coralord_dagster.sources.base import Source, SourceError
 from coralord_dagster.sources.fingerprint import Fingerprint, checker, make
-from coralord_dagster.sources.http import POOL, auth_headers, http_file
+from coralord_dagster.sources.http import http_file, request
 
 
 def revision_sha(endpoint: str, repo: str, revision: str, timeout: float) -> str:
     url = f"{endpoint}/api/datasets/{repo}/revision/{quote(revision, safe='')}"
-    try:
-        r = POOL.request("GET", url, headers=auth_headers(url + "/datasets/"), timeout=timeout)
-    except urllib3.exceptions.HTTPError as e:
-        raise SourceError(f"{url}: {type(e).__name__}: {e}") from None
+    r = request("GET", url, timeout)
     if r.status >= 400:
         raise SourceError(f"{url}: HTTP {r.status}")
     try:
@@ -40,7 +35,7 @@ def check_huggingface(source: Source, previous: Fingerprint | None, timeout: flo
         items: dict[str, object] = {"revision": sha}
         for rel in source.files:
             url = source.url(rel)
-            items[rel] = http_file(url, known.get(rel), timeout, auth_headers(url))
+            items[rel] = http_file(url, known.get(rel), timeout)
     except SourceError as e:
         raise SourceError(f"source {source.uri}: {e}") from None
     return make(items)
