@@ -17,11 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from coralord_dagster.croissant import part_link_name
-from coralord_dagster.model import Manifest
+from coralord_dagster.errors import IntegrityError
+from coralord_dagster.model import Manifest, json_text
 from coralord_dagster.naming import Ref
 from coralord_dagster.reader import ReadStats, read_parts, whole_part
 from coralord_dagster.registry import VersionInfo, dataset_dir
 from coralord_dagster.sql import validate_query
+from coralord_dagster.tempdirs import replacing
 from coralord_dagster.workspace import Workspace
 
 
@@ -113,35 +115,41 @@ class DatasetVersion:
         those local files; checksums stay the published ones. Returns the Croissant's path.
         """
         dest = Path(dest)
-        (dest / "parts").mkdir(parents=True, exist_ok=True)
         doc = self.croissant
+        links = {}
         for i, part in enumerate(self.manifest.parts):
-            target = dest / part_link_name(i, part.sha256)
-            if not (target.exists() and target.stat().st_size == part.bytes):
+            rel = part_link_name(i, part.sha256)
+            links[part.sha256] = rel
+            target = dest / rel
+            if not (target.is_file() and not target.is_symlink() and target.stat().st_size == part.bytes):
                 data = whole_part(self.workspace.store, part, self.workspace.cache)
-                tmp = target.with_name(f".{target.name}.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(target)
+                with replacing(target) as tmp:
+                    tmp.write_bytes(data)
         for entry in doc["distribution"]:
             if entry.get("@type") == "cr:FileObject":
-                entry["contentUrl"] = part_link_name(int(entry["@id"].split("-")[1]), entry["sha256"])
+                # from the manifest's checked parts, never from the document's own text
+                if entry.get("sha256") not in links:
+                    raise IntegrityError(
+                        f"{self.name} v{self.version}: its Croissant lists {entry.get('@id')!r}, which is "
+                        "not a part of its manifest; the registry is damaged or was edited"
+                    )
+                entry["contentUrl"] = links[entry["sha256"]]
         path = dest / "croissant.json"
-        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        with replacing(path) as tmp:
+            tmp.write_text(json_text(doc))
         return path
 
     def write(self, path: Path | str, *, fmt: str = "parquet") -> Path:
         """Write the rows asked for to one Parquet or CSV file, atomically."""
         path = Path(path)
-        table = self.to_arrow()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if fmt == "parquet":
-            pq.write_table(table, tmp)
-        elif fmt == "csv":
-            table.to_pandas().to_csv(tmp, index=False)
-        else:
+        if fmt not in ("parquet", "csv"):
             raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
-        tmp.replace(path)
+        table = self.to_arrow()
+        with replacing(path) as tmp:
+            if fmt == "parquet":
+                pq.write_table(table, tmp)
+            else:
+                table.to_pandas().to_csv(tmp, index=False)
         return path
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 FORMAT = "coralord.manifest/2"
 LEGACY_FORMAT = "coralord.manifest/1"
@@ -54,12 +54,21 @@ class PartDigests(_Model):
 class PartRef(_Model):
     """One stored part, as listed in a manifest (``stats``: column → [min, max], for pruning)."""
 
-    sha256: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     url: str
-    rows: int
-    bytes: int
+    rows: int = Field(ge=0)
+    bytes: int = Field(gt=0)
     stats: dict[str, list[Any]] | None = None
     digests: PartDigests | None = None
+
+    @model_validator(mode="after")
+    def _url_names_this_part(self) -> PartRef:
+        """A part's URL is informational (parts are read by sha256 from the reader's own storage), but a
+        manifest naming anything else (``file:///etc/…``, ``../``) was edited: refuse it before any read."""
+        tail = f"/parts/{self.sha256[:2]}/{self.sha256}.parquet"
+        if not self.url.endswith(tail) or "/../" in self.url or any(ord(c) < 32 for c in self.url):
+            raise ValueError(f"part {self.sha256}: url {self.url!r} does not name this part in a store")
+        return self
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

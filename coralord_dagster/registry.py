@@ -37,6 +37,7 @@ from coralord_dagster import faults
 from coralord_dagster.errors import (
     ConfigError,
     DatasetNotFoundError,
+    IntegrityError,
     PublishConflictError,
     RegistryError,
     StorageUnavailableError,
@@ -280,7 +281,9 @@ class Registry:
         try:
             return Manifest.loads(text)
         except (ValueError, KeyError) as e:
-            raise RegistryError(f"{version.tag}: manifest.json is invalid: {e}") from None
+            raise IntegrityError(
+                f"{version.tag}: manifest.json is invalid (the registry is damaged or was edited): {e}"
+            ) from None
 
     def export(self, version: VersionInfo, dest: Path | str) -> Path:
         """Write the dataset's folder at ``version`` (files and part links, no subsets) to ``dest``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,26 @@ def private_tempdir(what: str) -> Iterator[Path]:
     """A temporary folder for this process, removed on exit."""
     with tempfile.TemporaryDirectory(prefix=f"coralord-{os.getpid()}-{what}-") as tmp:
         yield Path(tmp)
+
+
+@contextmanager
+def replacing(path: Path | str) -> Iterator[Path]:
+    """A fresh file beside ``path`` to write, that replaces ``path`` when the block succeeds.
+
+    The file is created exclusively under an unpredictable name (never a file or symlink someone planted),
+    and the rename replaces ``path`` itself: a symlink there is replaced, never followed. On failure
+    nothing is left and ``path`` is unchanged.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # O_EXCL: never an existing file or symlink; mode 0o666 as umask allows, like any new file
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
