@@ -30,6 +30,7 @@ from coralord_dagster.descriptor import (
     UrlSource,
 )
 from coralord_dagster.errors import CoralordError, StorageError
+from coralord_dagster.redact import redact_url
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
@@ -181,15 +182,21 @@ def git_checkout(repo: str, ref: str, cache: Path | None = None) -> Path:
 
     from coralord_dagster.registry import default_cache_dir
 
+    for what, value in (("repository", repo), ("ref", ref)):
+        if value.startswith("-"):  # an option in disguise (--upload-pack=...): never passed to git
+            raise SourceError(f"git source {redact_url(repo)}: {what} {value!r} may not start with '-'")
     root = (cache or default_cache_dir()) / "sources" / hashlib.sha256(repo.encode()).hexdigest()[:16]
     try:
         with FileLock(str(root) + ".lock", timeout=300):
             if not (root / ".git").exists():
                 subprocess.run(
-                    ["git", "clone", "--quiet", repo, str(root)], check=True, capture_output=True, timeout=600
+                    ["git", "clone", "--quiet", "--", repo, str(root)],
+                    check=True,
+                    capture_output=True,
+                    timeout=600,
                 )
             subprocess.run(
-                ["git", "-C", str(root), "fetch", "--quiet", "--force", "origin", ref],
+                ["git", "-C", str(root), "fetch", "--quiet", "--force", "--", "origin", ref],
                 check=True,
                 capture_output=True,
                 timeout=600,
@@ -203,6 +210,6 @@ def git_checkout(repo: str, ref: str, cache: Path | None = None) -> Path:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         stderr = getattr(e, "stderr", b"") or b""
         raise SourceError(
-            f"git source {repo}@{ref}: {stderr.decode(errors='replace').strip() or e}"
+            redact_url(f"git source {repo}@{ref}: {stderr.decode(errors='replace').strip() or e}")
         ) from None
     return root
