@@ -74,6 +74,8 @@ class ProxyStats:
     faults: Counter[str] = field(default_factory=Counter)
     #: (method, target, kind) of every fault, in the order injected.
     log: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the Authorization header of every request ("" when it had none), in arrival order.
+    authorizations: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -227,6 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _proxy(self) -> None:
         proxy = self.server.proxy
         body = self._read_body()  # always read it all, so a fault never desynchronises the connection
+        with proxy._lock:
+            proxy.stats.authorizations.append(self.headers.get("Authorization", ""))
         kind = proxy.decide(self.command, self.path)
         if kind in ("refuse", "stall"):
             proxy.record(self.command, self.path, kind)

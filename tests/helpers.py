@@ -173,3 +173,12 @@ class JsonLinesProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._err.close()
+
+
+def public_object(endpoint: str) -> None:
+    """``s3://datasets/raw/data.csv``, readable anonymously (a public bucket, as public data is)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.put_bucket_acl(Bucket="datasets", ACL="public-read")
+    client.put_object(Bucket="datasets", Key="raw/data.csv", Body=b"x\n1\n", ACL="public-read")

@@ -10,6 +10,8 @@ import pytest
 from coralord_dagster.sources import Source, fingerprint
 from coralord_dagster.sources.http import auth_headers
 
+from .faulty_proxy import FaultyProxy
+from .helpers import public_object
 from .servers import Behaviour, http_server
 
 TOKEN = "hf_FAKEtoken0123456789canary"
@@ -84,3 +86,29 @@ def test_the_token_is_scoped_to_scheme_host_and_port(monkeypatch: pytest.MonkeyP
         assert auth_headers(url) == {}, url
     monkeypatch.delenv("HF_TOKEN")
     assert auth_headers("https://huggingface.co/datasets/x") == {}
+
+
+def test_aws_keys_are_sent_only_to_the_environments_s3_endpoint(s3, monkeypatch: pytest.MonkeyPatch):
+    """A descriptor naming another S3 endpoint is read anonymously: the consumer's keys sign nothing
+    for a host they do not belong to."""
+    public_object(s3["AWS_ENDPOINT_URL"])
+    with FaultyProxy(s3["AWS_ENDPOINT_URL"]) as foreign:
+
+        def check(endpoint: str) -> None:
+            source = Source(
+                kind="url",
+                uri="s3://datasets/raw",
+                base="s3://datasets/raw",
+                files=("data.csv",),
+                options={"storage_options": {"endpoint_url": endpoint}},
+            )
+            fingerprint(source, timeout=5)
+
+        check(foreign.endpoint)  # not the environment's endpoint: anonymous
+        assert foreign.stats.authorizations and not any(foreign.stats.authorizations)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", foreign.endpoint)  # now it is the configured one
+        foreign.stats.authorizations.clear()
+        check(foreign.endpoint)
+        assert foreign.stats.authorizations and all(
+            s3["AWS_ACCESS_KEY_ID"] in a for a in foreign.stats.authorizations
+        )

@@ -14,6 +14,8 @@ import pytest
 from coralord_dagster.sources import Source, SourceError, fingerprint
 from coralord_dagster.sources.base import git_checkout
 
+from .helpers import public_object
+
 
 @pytest.fixture
 def silent_server() -> Iterator[int]:
@@ -53,11 +55,9 @@ def test_a_store_that_never_answers_fails_its_check_not_the_tick(silent_server: 
 
 
 def test_the_s3_check_uses_the_descriptors_storage_options(s3, monkeypatch: pytest.MonkeyPatch):
-    import s3fs
-
     endpoint = s3["AWS_ENDPOINT_URL"]
-    s3fs.S3FileSystem(endpoint_url=endpoint).pipe_file("datasets/raw/data.csv", b"x\n1\n")
-    monkeypatch.delenv("AWS_ENDPOINT_URL")  # only the descriptor says where the store is
+    public_object(endpoint)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # only the descriptor says where the (public) store is
     source = Source(
         kind="url",
         uri="s3://datasets/raw",

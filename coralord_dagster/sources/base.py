@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import fsspec
 import pyarrow as pa
@@ -48,6 +48,40 @@ def scheme(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else "file"
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL: what a credential is scoped to (ports defaulted; a malformed URL
+    has no origin that anything is sent to)."""
+    parts = urlsplit(url)
+    kind = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(kind)
+    except ValueError:
+        return ("", "", None)
+    return kind, (parts.hostname or "").lower(), port
+
+
+def environment_s3_endpoint() -> str | None:
+    """The S3 endpoint the environment's AWS credentials belong to (None: AWS itself)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def _credentials_scoped(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for reading ``url``, anonymous when they name an S3 endpoint that the environment's
+    credentials do not belong to: a descriptor (someone else's) must not make this process sign its
+    requests with the consumer's AWS keys for another host."""
+    endpoint = options.get("endpoint_url")
+    if scheme(url) not in ("s3", "s3a") or not isinstance(endpoint, str):
+        return options
+    own = environment_s3_endpoint()
+    if own is not None and origin(endpoint) == origin(own):
+        return options
+    if own is None and (
+        origin(endpoint)[1] == "amazonaws.com" or origin(endpoint)[1].endswith(".amazonaws.com")
+    ):
+        return options
+    return {**options, "anon": True}
+
+
 @dataclass(frozen=True)
 class Source:
     """A resolved source: where it officially is, where it is read from, and how it is checked."""
@@ -72,8 +106,11 @@ class Source:
     @property
     def storage_options(self) -> dict[str, Any]:
         """fsspec options from the descriptor (``source.storage_options``; never credentials). They
-        belong to the official location: a relocated source is read without them."""
-        return {} if self.relocated else dict(self.options.get("storage_options", {}))
+        belong to the official location: a relocated source is read without them. An S3 endpoint other
+        than the environment's is read anonymously (see :func:`_credentials_scoped`)."""
+        if self.relocated:
+            return {}
+        return _credentials_scoped(self.base, dict(self.options.get("storage_options", {})))
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:

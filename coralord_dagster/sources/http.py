@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import urllib3
 
 from coralord_dagster.redact import redact_url
-from coralord_dagster.sources.base import DEFAULT_HF_ENDPOINT, Source, SourceError
+from coralord_dagster.sources.base import DEFAULT_HF_ENDPOINT, Source, SourceError, origin
 from coralord_dagster.sources.fingerprint import Fingerprint, checker, make
 
 # One pool for the process: connections are reused across files, sources and sensor ticks.
@@ -76,21 +76,11 @@ def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    except ValueError:  # a malformed port: no origin anything is sent to
-        return ("", "", None)
-    return scheme, (parts.hostname or "").lower(), port
-
-
 def auth_headers(url: str) -> dict[str, str]:
     """Credentials from the environment (never stored): ``HF_TOKEN``, for the trusted Hub's origin
     (scheme, host and port) only."""
     token = os.environ.get("HF_TOKEN")
-    if not token or _origin(url) != _origin(hub_endpoint()):
+    if not token or origin(url) != origin(hub_endpoint()):
         return {}
     return {"Authorization": f"Bearer {token}"}
 
