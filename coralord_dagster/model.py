@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from coralord_dagster.errors import InvalidNameError
+from coralord_dagster.naming import validate_name
 
 FORMAT = "coralord.manifest/2"
 LEGACY_FORMAT = "coralord.manifest/1"
@@ -147,7 +150,7 @@ class Manifest(_Model):
 
     format: str = FORMAT
     name: str
-    version: str
+    version: str = Field(pattern=r"^\d{1,9}\.\d{1,9}\.\d{1,9}$")
     parts: list[PartRef]
     fields: list[dict[str, Any]]
     arrow_schema: str
@@ -166,6 +169,15 @@ class Manifest(_Model):
     changes: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     checks: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        """A manifest's name becomes paths and tags: it is checked like any name that enters."""
+        try:
+            return validate_name(v)
+        except InvalidNameError as e:
+            raise ValueError(str(e)) from None
 
     @property
     def content_id(self) -> str:

@@ -68,16 +68,33 @@ def _part0(key: str, value_of):  # type: ignore[no-untyped-def]
     return edit
 
 
+def _top(key: str, value: str):  # type: ignore[no-untyped-def]
+    def edit(doc):  # type: ignore[no-untyped-def]
+        doc[key] = value
+
+    return edit
+
+
 @pytest.mark.parametrize(
     "edit",
     [
+        _top("name", "../../private"),
+        _top("version", "1.0.0/../../x"),
         _part0("url", lambda p: "file:///etc/passwd"),
         _part0("url", lambda p: p["url"].replace("/parts/", "/parts/../../private/")),
         _part0("url", lambda p: "s3://another-bucket/x.parquet"),
         _part0("sha256", lambda p: "../../../private/secret"),
         _part0("sha256", lambda p: "../" * 8 + "tmp/x"),
     ],
-    ids=["file-url", "dotdot-url", "other-bucket", "dotdot-sha", "deep-dotdot-sha"],
+    ids=[
+        "dotdot-name",
+        "dotdot-version",
+        "file-url",
+        "dotdot-url",
+        "other-bucket",
+        "dotdot-sha",
+        "deep-dotdot-sha",
+    ],
 )
 def test_a_manifest_pointing_outside_storage_is_refused_before_any_read(registry, secret, tmp_path, edit):
     atime = secret.stat().st_atime_ns
