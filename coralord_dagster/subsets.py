@@ -20,6 +20,7 @@ from coralord_dagster.errors import DescriptorError
 from coralord_dagster.model import DatasetInfo, ParentRef, Provenance
 from coralord_dagster.publish import PublishResult, Result, Versioned, to_arrow
 from coralord_dagster.reader import read_parts
+from coralord_dagster.rowhash import sample_keys
 from coralord_dagster.sql import QueryError, check_predicate, quote_ident, sql_literal, validate_query
 from coralord_dagster.use_case import (
     Runner,
@@ -32,6 +33,7 @@ from coralord_dagster.use_case import (
 from coralord_dagster.workspace import Workspace
 
 INDEX = "__coralord_row"
+KEY = "__coralord_sample_key"
 
 
 def subset_predicate(spec: SubsetSpec, split_column: str | None) -> str | None:
@@ -75,17 +77,20 @@ def compute_subset(parent: DatasetVersion, spec: SubsetSpec, split_column: str |
 def _sample_and_order(table: pa.Table, spec: SubsetSpec) -> pa.Table:
     metadata = table.schema.metadata
     indexed = table.append_column(INDEX, pa.array(range(table.num_rows), pa.int64()))
-    data_cols = ", ".join(quote_ident(c) for c in table.column_names)
     sql = "SELECT * FROM t"
     if spec.sample is not None:
         s = spec.sample
+        # rows are drawn in the order of a seeded hash of their values (coralord's own, pinned: a DuckDB
+        # upgrade must not change which rows a subset holds)
+        indexed = indexed.append_column(KEY, pa.array(sample_keys(table, int(s.seed)), pa.uint64()))
         partition = f"PARTITION BY {quote_ident(s.per)}" if s.per else ""
         keep = f"ceil({s.fraction} * count(*) OVER ({partition}))" if s.fraction else str(s.n)
-        rank = f"row_number() OVER ({partition} ORDER BY hash({int(s.seed)}, {data_cols}), {INDEX})"
+        rank = f"row_number() OVER ({partition} ORDER BY {KEY}, {INDEX})"
         sql += f" QUALIFY {rank} <= {keep}"
     order = ", ".join(quote_ident(c) for c in spec.order_by or []) or INDEX
     sql += f" ORDER BY {order}, {INDEX}" if spec.order_by else f" ORDER BY {INDEX}"
-    out = query_arrow(indexed, sql).drop_columns([INDEX]).cast(table.schema).replace_schema_metadata(metadata)
+    out = query_arrow(indexed, sql).select(table.column_names).cast(table.schema)
+    out = out.replace_schema_metadata(metadata)
     return out.select(spec.columns) if spec.columns else out
 
 
