@@ -47,7 +47,7 @@ from coralord_dagster.gitops import ZERO, Git, GitFailure, remove_stale_state
 from coralord_dagster.locking import ProcessLock
 from coralord_dagster.model import Manifest
 from coralord_dagster.naming import Ref, SemVer, parse_tag, tag_name, validate_name
-from coralord_dagster.redact import redact_url
+from coralord_dagster.redact import redact_url, refuse_url_credentials
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ class Registry:
         The repository is prepared in a private folder and renamed into place, so nobody ever opens a
         half-made one. With a ``remote`` that already holds a registry, it is cloned instead.
         """
+        refuse_url_credentials(storage_url, "storage URL", user_too=True)
+        refuse_url_credentials(remote, "remote")
         path = Path(path).resolve()
         if not (path / ".git").exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,7 @@ class Registry:
     @classmethod
     def open(cls, location: str | Path, *, cache_dir: Path | None = None) -> Registry:
         """Open a local registry path, or clone/fetch a Git URL into the cache (read-only use)."""
+        refuse_url_credentials(str(location), "registry")
         loc = str(location)
         if Path(loc).is_dir() and (Path(loc) / ".git").exists():
             return cls(loc)
@@ -173,6 +176,7 @@ class Registry:
         return clone
 
     def set_remote(self, url: str) -> None:
+        refuse_url_credentials(url, "remote")  # .git/config keeps it
         if "origin" in [r.name for r in self.repo.remotes]:
             if self.repo.remotes.origin.url != url:
                 self.repo.remotes.origin.set_url(url)

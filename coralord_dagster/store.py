@@ -30,6 +30,7 @@ from coralord_dagster.chunking import Chunking, boundaries
 from coralord_dagster.errors import IntegrityError, StorageError
 from coralord_dagster.model import PartDigests, PartRef
 from coralord_dagster.redact import redact_url as redact
+from coralord_dagster.redact import refuse_url_credentials
 from coralord_dagster.retry import (
     backend_options,
     describe,
@@ -158,6 +159,9 @@ class PartStore:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        # Before anything can show or store it: the URL becomes every part's published URL, and s3fs would
+        # take "KEY:SECRET@bucket" for a bucket name and repeat it in its errors.
+        refuse_url_credentials(url, "storage URL", user_too=True)
         self.url = normalize_url(url)
         protocol = fsspec.core.split_protocol(self.url)[0] or "file"
         options = {**_REMOTE_READ_DEFAULTS.get(protocol, {}), **backend_options(protocol)}
@@ -221,7 +225,7 @@ class PartStore:
                     os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as e:
-            raise StorageError(f"storage {self.url}: cannot write part {sha256}: {e}") from e
+            raise StorageError(f"storage {redact(self.url)}: cannot write part {sha256}: {e}") from e
 
     def write_table(
         self,
@@ -292,7 +296,7 @@ class PartStore:
                 finally:
                     os.close(fd)
         except OSError as e:
-            raise StorageError(f"storage {self.url}: cannot sync new parts to disk: {e}") from e
+            raise StorageError(f"storage {redact(self.url)}: cannot sync new parts to disk: {e}") from e
 
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A storage call, with transient failures retried (then :class:`StorageUnavailableError`, exit 3);
@@ -307,7 +311,7 @@ class PartStore:
             raise
         except Exception as e:
             if is_transient(e):
-                raise unavailable(f"{what} in storage {self.url}", e) from e
+                raise unavailable(f"{what} in storage {redact(self.url)}", e) from e
             if "range is not satisfiable" in str(e) or "InvalidRange" in str(e):
                 # Asked for bytes the manifest records but storage no longer has: the object was cut.
                 raise IntegrityError(f"{what} is corrupt: shorter in storage than its manifest says") from e

@@ -26,6 +26,7 @@ from coralord_dagster.catalog import Catalog
 from coralord_dagster.errors import ConfigError
 from coralord_dagster.publish import Publisher
 from coralord_dagster.reader import PartCache
+from coralord_dagster.redact import refuse_url_credentials
 from coralord_dagster.registry import Registry, default_cache_dir, is_git_url
 from coralord_dagster.store import PartStore
 
@@ -74,6 +75,11 @@ class Workspace:
     ) -> Workspace:
         location = registry_location(registry)
         storage = storage or os.environ.get("CORALORD_STORAGE")
+        # Refused before a registry is created or cloned: a clone keeps its URL in .git/config, a new
+        # registry its storage URL in coralord.toml, a remote goes into .git/config.
+        refuse_url_credentials(location, "registry")
+        refuse_url_credentials(remote, "remote")
+        refuse_url_credentials(storage, "storage URL", user_too=True)
         if create and not is_git_url(location):
             reg = Registry.init(location, storage_url=storage or DEFAULT_STORAGE, remote=remote)
         elif is_git_url(location):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from coralord_dagster.redact import refuse_url_credentials
 from coralord_dagster.workspace import Workspace
 
 
@@ -14,7 +15,10 @@ class CoralordResource(dg.ConfigurableResource):
     Unset fields come from the environment (``CORALORD_REGISTRY``, ``CORALORD_STORAGE``,
     ``CORALORD_CATALOG``), then from defaults (``./.coralord/registry``, storage from the registry's
     ``coralord.toml``). Storage credentials are never configuration: they come from
-    ``CORALORD_STORAGE_OPTIONS`` (JSON) or the usual AWS / fsspec environment variables.
+    ``CORALORD_STORAGE_OPTIONS`` (JSON) or the usual AWS / fsspec environment variables; Git passwords
+    from a credential helper or an SSH key. A URL that carries credentials (``s3://KEY:SECRET@bucket``,
+    ``https://user:token@host/r.git``) is refused, as configuration or as a ``dg.EnvVar`` alike: Dagster
+    stores configuration in its run storage, Git a remote's URL in ``.git/config``.
 
     Example::
 
@@ -39,6 +43,21 @@ class CoralordResource(dg.ConfigurableResource):
     remote: str | None = Field(
         default=None, description="Git remote URL the registry pushes every new version to."
     )
+
+    # A refused value is not repeated in the validation error (Dagster stores and shows that error).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    @field_validator("registry", "remote")
+    @classmethod
+    def _no_git_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        refuse_url_credentials(value, str(info.field_name))
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _no_storage_credentials(cls, value: str | None) -> str | None:
+        refuse_url_credentials(value, "storage", user_too=True)
+        return value
 
     def workspace(self) -> Workspace:
         """Open (creating if needed) the registry, store and catalog."""
