@@ -3,6 +3,11 @@
 A descriptor names the dataset, its source, the pipeline callable that turns the source into a table,
 the environment it runs in and how it splits. Parsing validates everything up front so that a bad
 descriptor fails with the file and field at fault before anything is written anywhere.
+
+A descriptor or subset file may come from someone else's shared registry, so its content stays data:
+reading is bounded (size, nesting, YAML aliases), local paths stay inside the use case, and values that
+would carry credentials or reach a command line as options are refused. Every refusal is a
+:class:`DescriptorError` naming the file and the field, and never echoes a secret.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,16 +38,10 @@ from pydantic_core import ErrorDetails
 
 from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineError
 from coralord_dagster.naming import validate_name
+from coralord_dagster.redact import is_credential_name, masked_credentials
+from coralord_dagster.yamlfile import kind_of, one_line, read_text, yaml_load
 
 DESCRIPTOR_FILE = "descriptor.yaml"
-# libyaml's loader when the wheel has it: sensors re-read every descriptor on every tick.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
-
-
 SUBSETS_DIR = "subsets"
 
 
@@ -54,6 +56,46 @@ def _dataset_name(v: str) -> str:
 DatasetName = Annotated[str, AfterValidator(_dataset_name)]
 
 
+# gcsfs' documented ``token`` values that name a way to authenticate rather than carry a credential.
+_GCS_TOKEN_MODES = frozenset({"anon", "google_default", "cloud", "browser", "false", "none"})
+_ENV_CREDENTIALS = (
+    "descriptors are shared and committed to Git, so pass credentials through the environment "
+    "(AWS_*, GOOGLE_APPLICATION_CREDENTIALS, a Git credential helper, ...)"
+)
+
+
+def _no_url_credentials(v: str | None) -> str | None:
+    shown = None if v is None else masked_credentials(v)
+    if shown is not None:
+        raise ValueError(f"the URL holds credentials ({shown[:200]}); {_ENV_CREDENTIALS}")
+    return v
+
+
+#: A URL or path that carries no credentials (they would be committed, shared and published).
+PublicUrl = Annotated[str, AfterValidator(_no_url_credentials)]
+
+
+def _not_an_option(v: str) -> str:
+    # Git and other tools read an argument that starts with '-' as an option: '--upload-pack=<cmd>'
+    # runs a command.
+    if v.startswith("-"):
+        raise ValueError(f"{v[:40]!r} starts with '-' (a command-line option, not a name)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("holds control characters (a newline, a tab, ...)")
+    return v
+
+
+def _relative_file(v: str) -> str:
+    _not_an_option(v)
+    if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in re.split(r"[/\\]", v):
+        raise ValueError(f"{v[:80]!r} is not a path inside the source (no absolute path, no '..')")
+    return v
+
+
+#: A file below a source's root, e.g. 'data/train.parquet' or a glob 'data/*.csv'.
+SourceFile = Annotated[str, AfterValidator(_relative_file)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,7 +106,9 @@ M = TypeVar("M", bound=_Model)
 class CheckPolicy(_Model):
     """How often a deployment checks the source for changes."""
 
-    interval_seconds: int = Field(300, ge=1, description="Check at most this often (seconds).")
+    interval_seconds: int = Field(
+        300, ge=1, le=366 * 86400, description="Check at most this often (seconds, at most a year)."
+    )
     cron: str | None = Field(None, description="Check on this cron schedule instead, e.g. '0 * * * *'.")
 
     @field_validator("cron")
@@ -85,10 +129,12 @@ class HuggingFaceSource(_SourceBase):
     kind: Literal["huggingface"]
     repo: str = Field(description="Hub repository id, e.g. 'zalando-datasets/fashion_mnist'.")
     revision: str = Field("main", description="Branch, tag or commit; 'refs/convert/parquet' for Parquet.")
-    files: list[str] = Field(
+    files: list[SourceFile] = Field(
         default_factory=list, description="Files the pipeline reads, relative to the repo."
     )
-    endpoint: str | None = Field(None, description="Hub URL; default $HF_ENDPOINT or https://huggingface.co.")
+    endpoint: PublicUrl | None = Field(
+        None, description="Hub URL; default $HF_ENDPOINT or https://huggingface.co."
+    )
 
 
 class UrlSource(_SourceBase):
@@ -99,12 +145,12 @@ class UrlSource(_SourceBase):
     """
 
     kind: Literal["url"]
-    url: str = Field(description="Base URL (or path relative to the descriptor) holding the files.")
-    files: list[str] = Field(
+    url: PublicUrl = Field(description="Base URL (or path relative to the descriptor) holding the files.")
+    files: list[SourceFile] = Field(
         default_factory=list,
         description="Files (or glob patterns, locally) the pipeline reads, relative to url.",
     )
-    storage_options: dict[str, str | int | float | bool] = Field(
+    storage_options: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict,
         description="fsspec options for reading, e.g. {token: anon} for a public GCS bucket. Never secrets: "
         "the descriptor is committed; credentials come from the environment.",
@@ -113,31 +159,63 @@ class UrlSource(_SourceBase):
     @field_validator("storage_options")
     @classmethod
     def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
-        secret = [k for k in v if any(w in k.lower() for w in ("secret", "password", "key", "session"))]
+        secret = [k for k, value in v.items() if is_credential_name(k) and not _names_gcs_mode(k, value)]
         if secret:
-            raise ValueError(
-                f"{secret} look like credentials; descriptors are committed to Git, so pass credentials "
-                "through the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ...)"
-            )
+            raise ValueError(f"{secret} look like credentials; {_ENV_CREDENTIALS}")
+        for k, value in v.items():
+            shown = masked_credentials(value) if isinstance(value, str) else None
+            if shown is not None:
+                raise ValueError(f"{k!r} holds credentials ({shown[:200]}); {_ENV_CREDENTIALS}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{k!r} is not a finite number")
         return v
+
+
+def _names_gcs_mode(key: str, value: Any) -> bool:
+    """gcsfs' ``token`` set to a way of authenticating (``anon``, ``google_default``, ...), not a token."""
+    if key.lower() != "token":
+        return False
+    return value is None or value is False or (isinstance(value, str) and value.lower() in _GCS_TOKEN_MODES)
+
+
+# git check-ref-format's rules that matter here: no '..', '@{', space, '~^:?*[\\' or control characters.
+_BAD_REF = re.compile(r"\.\.|@\{|[\s~^:?*\[\\]|//|\.lock$|/$|\.$")
+# '<transport>::<address>' makes git run a remote helper; 'ext::' runs any command.
+_REMOTE_HELPER = re.compile(r"^[A-Za-z0-9+.-]+::")
 
 
 class GitSource(_SourceBase):
     """Files in a Git repository at a branch, tag or commit."""
 
     kind: Literal["git"]
-    repo: str = Field(description="Repository URL or path.")
-    ref: str = Field("HEAD", description="Branch, tag or commit to follow.")
-    files: list[str] = Field(
+    repo: PublicUrl = Field(description="Repository URL or path.")
+    ref: str = Field("HEAD", min_length=1, description="Branch, tag or commit to follow.")
+    files: list[SourceFile] = Field(
         default_factory=list, description="Files the pipeline reads, relative to the repo."
     )
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        _not_an_option(v)
+        if _REMOTE_HELPER.match(v):
+            raise ValueError(f"{v.split('::')[0]!r}:: runs a Git remote helper; give a URL or a path")
+        return v
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        _not_an_option(v)
+        if _BAD_REF.search(v):
+            raise ValueError(f"{v[:80]!r} is not a branch, tag or commit name")
+        return v
 
 
 class CroissantSource(_SourceBase):
     """An upstream dataset published with a Croissant JSON-LD; its files are checked by its checksums."""
 
     kind: Literal["croissant"]
-    url: str = Field(description="URL (or path) of the upstream croissant.json.")
+    url: PublicUrl = Field(description="URL (or path) of the upstream croissant.json.")
 
 
 class DatasetSource(_SourceBase):
@@ -165,6 +243,13 @@ class Environment(_Model):
     image: str | None = Field(None, description="Docker image name the pipeline runs in.")
     dockerfile: str | None = Field(None, description="Dockerfile (relative to the descriptor) building it.")
 
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile(cls, v: str | None) -> str | None:
+        if v is not None and (os.path.isabs(v) or v.startswith("~")):
+            raise ValueError("give the Dockerfile relative to the descriptor, inside the use case")
+        return v
+
 
 class Splits(_Model):
     """How the dataset's rows are split (train/test/...)."""
@@ -189,17 +274,30 @@ class StorageOptions(_Model):
     """How rows are cut into parts."""
 
     part_rows: int | None = Field(
-        None, ge=16, description="Average rows per part (rounded to a power of two); default from row size."
+        None,
+        ge=16,
+        le=1 << 40,
+        description="Average rows per part (rounded to a power of two); default from row size.",
     )
+
+
+_INT64_MAX = (1 << 63) - 1  # the SQL engine's BIGINT
 
 
 class Sample(_Model):
     """A deterministic sample: a fraction or a number of rows, optionally per value of a column."""
 
-    fraction: float | None = Field(None, gt=0, le=1, description="Share of rows to keep, e.g. 0.1.")
-    n: int | None = Field(None, ge=1, description="Number of rows to keep.")
+    fraction: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False, description="Share of rows to keep, e.g. 0.1."
+    )
+    n: int | None = Field(None, ge=1, le=_INT64_MAX, description="Number of rows to keep.")
     per: str | None = Field(None, description="Sample within each value of this column (stratified).")
-    seed: int = Field(0, description="Seed: the same seed keeps the same rows.")
+    seed: int = Field(
+        0,
+        ge=-_INT64_MAX - 1,
+        le=_INT64_MAX,
+        description="Seed (a 64-bit integer): the same seed keeps the same rows.",
+    )
 
     @model_validator(mode="after")
     def _one_size(self) -> Sample:
@@ -242,7 +340,7 @@ class Descriptor(_Model):
     name: DatasetName = Field(description="Dataset name: [a-z][a-z0-9_]{0,63}; the Dagster asset key.")
     description: str = Field(min_length=1, description="What the dataset is, for people.")
     license: str = Field(min_length=1, description="License URL or SPDX id of the published data.")
-    url: str | None = Field(None, description="Home page of the dataset.")
+    url: PublicUrl | None = Field(None, description="Home page of the dataset.")
     citation: str | None = Field(None, description="How to cite the dataset (Croissant citeAs).")
     keywords: list[str] = Field(default_factory=list, description="Search keywords.")
     source: SourceSpec = Field(description="Where the raw data comes from.")
@@ -264,17 +362,28 @@ class Descriptor(_Model):
         target, sep, func = v.rpartition(":")
         if not sep or not target or not func.isidentifier():
             raise ValueError("expected 'file.py:function' or 'package.module:function'")
+        if target.endswith(".py") and (os.path.isabs(target) or target.startswith("~")):
+            raise ValueError("give the pipeline file relative to the descriptor, inside the use case")
+        if not target.endswith(".py") and not all(p.isidentifier() for p in target.split(".")):
+            raise ValueError(f"{target!r} is neither a .py file nor a module name")
         return v
 
 
 class LoadedDescriptor:
-    """A validated descriptor plus where it came from: its file, raw text and pipeline."""
+    """A validated descriptor plus where it came from: its file, raw text and pipeline.
 
-    def __init__(self, descriptor: Descriptor, path: Path, text: str) -> None:
+    ``use_case``: the folder its local files (pipeline, Dockerfile, subsets) must lie in. Discovery
+    knows it; otherwise it is the descriptor's folder, or for a stage of a multi-stage use case (see
+    :func:`discover_descriptors`) the use case's folder above it.
+    """
+
+    def __init__(self, descriptor: Descriptor, path: Path, text: str, use_case: Path | None = None) -> None:
         self.spec = descriptor
         self.path = path
         self.text = text
         self.group: str = path.parent.name  # the use case it belongs to (set by discovery)
+        self._use_case = use_case.resolve() if use_case is not None else None
+        self._pipeline_file: Path | None = None
 
     @property
     def name(self) -> str:
@@ -284,11 +393,31 @@ class LoadedDescriptor:
     def folder(self) -> Path:
         return self.path.parent
 
+    @property
+    def use_case(self) -> Path:
+        if self._use_case is None:
+            self._use_case = _use_case_folder(self.path)
+        return self._use_case
+
+    def local_file(self, relpath: str, field: str) -> Path:
+        """``relpath`` (relative to the descriptor) resolved, links followed; a
+        :class:`DescriptorError` naming ``field`` when it lies outside the use case."""
+        path = (self.folder / relpath).resolve()
+        # The descriptor's own folder needs no look around; only a reach upwards asks for the use case.
+        if not (path.is_relative_to(self.folder) or path.is_relative_to(self.use_case)):
+            raise DescriptorError(
+                f"{self.path}: field '{field}': {relpath!r} lies outside the use case folder {self.use_case} "
+                "(a path with '..' or a link out of it); keep the file inside the use case"
+            )
+        return path
+
     def pipeline_file(self) -> Path:
         """The source file of the pipeline callable (its hash is part of the code version)."""
         target = self.spec.pipeline.rpartition(":")[0]
         if target.endswith(".py"):
-            return (self.folder / target).resolve()
+            if self._pipeline_file is None:  # checked once, when the descriptor is read
+                self._pipeline_file = self.local_file(target, "pipeline")
+            return self._pipeline_file
         try:
             spec = importlib.util.find_spec(target)
         except ImportError as e:
@@ -303,9 +432,10 @@ class LoadedDescriptor:
     def load_pipeline(self) -> Callable[..., Any]:
         """Import and return the pipeline callable."""
         target, _, func_name = self.spec.pipeline.rpartition(":")
+        file = self.pipeline_file() if target.endswith(".py") else None  # refused before any import
+        mod_name = ""
         try:
-            if target.endswith(".py"):
-                file = self.pipeline_file()
+            if file is not None:
                 mod_name = f"coralord_pipeline_{self.name.replace('/', '__')}_{file.stem}"
                 spec = importlib.util.spec_from_file_location(mod_name, file)
                 if spec is None or spec.loader is None:
@@ -315,8 +445,14 @@ class LoadedDescriptor:
                 spec.loader.exec_module(module)
             else:
                 module = importlib.import_module(target)
-        except (ImportError, OSError, SyntaxError) as e:
-            raise PipelineError(f"{self.path}: field 'pipeline': cannot import {target!r}: {e}") from e
+        # Whatever the module raises while it is imported (SystemExit too) is the pipeline's fault: one
+        # line naming the file and the exception, not a traceback through our code.
+        except (Exception, SystemExit) as e:
+            sys.modules.pop(mod_name, None)
+            where = f"{target!r} ({file})" if file is not None else repr(target)
+            raise PipelineError(
+                f"{self.path}: field 'pipeline': cannot import {where}: {type(e).__name__}: {one_line(e)}"
+            ) from e
         func = getattr(module, func_name, None)
         if not callable(func):
             raise PipelineError(f"{self.path}: field 'pipeline': {target!r} has no function {func_name!r}")
@@ -368,17 +504,12 @@ def _hint(err: ErrorDetails) -> str:
     return "fix its value"
 
 
-def _parse(text: str, path: Path, model: type[M]) -> M:
-    """Validate YAML ``text`` read from ``path`` as ``model``; errors name the file and the field."""
-    try:
-        data = _yaml_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise DescriptorError(f"{path}:{where}: invalid YAML ({problem}); fix the syntax") from None
+def _validate(data: Any, path: Path, model: type[M]) -> M:
+    """Validate parsed YAML ``data`` read from ``path`` as ``model``; errors name the file and the field."""
     if not isinstance(data, dict):
-        raise DescriptorError(f"{path}: expected a mapping of fields (name, description, ...), got {data!r}")
+        raise DescriptorError(
+            f"{path}: expected a mapping of fields (name, description, ...), got {kind_of(data)}"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -395,22 +526,50 @@ def _problems(e: ValidationError, prefix: str | None = None) -> str:
     return "; ".join(problems)
 
 
-def parse_descriptor(text: str, path: Path | str) -> LoadedDescriptor:
-    """Validate descriptor ``text`` read from ``path``; raise :class:`DescriptorError` naming the field."""
+def parse_descriptor(text: str, path: Path | str, use_case: Path | None = None) -> LoadedDescriptor:
+    """Validate descriptor ``text`` read from ``path``; raise :class:`DescriptorError` naming the field.
+
+    Its local files (a ``file.py`` pipeline, the Dockerfile) must lie inside ``use_case`` (default: see
+    :class:`LoadedDescriptor`); nothing is imported here.
+    """
     path = Path(path)
-    return LoadedDescriptor(_parse(text, path, Descriptor), path.resolve(), text)
+    spec = _validate(yaml_load(text, path), path, Descriptor)
+    desc = LoadedDescriptor(spec, path.resolve(), text, use_case)
+    if use_case is not None and not desc.path.is_relative_to(desc.use_case):
+        raise DescriptorError(f"{path}: links to {desc.path}, outside its use case folder {desc.use_case}")
+    if spec.pipeline.rpartition(":")[0].endswith(".py"):
+        desc.pipeline_file()
+    if spec.environment.dockerfile:
+        desc.local_file(spec.environment.dockerfile, "environment.dockerfile")
+    return desc
 
 
-def load_descriptor(path: Path | str) -> LoadedDescriptor:
-    """Read and validate one descriptor file (or a folder holding ``descriptor.yaml``)."""
+def load_descriptor(path: Path | str, use_case: Path | None = None) -> LoadedDescriptor:
+    """Read and validate one descriptor file (or a folder holding ``descriptor.yaml``).
+
+    ``use_case``: the folder its local files must lie in, when the caller knows it (discovery does).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / DESCRIPTOR_FILE
+    return parse_descriptor(read_text(path, "descriptor"), path, use_case)
+
+
+def _use_case_folder(descriptor: Path) -> Path:
+    """The use case of a descriptor found alone: its folder, or the folder above when that is a
+    multi-stage use case (it holds no descriptor itself, and another stage folder beside this one does).
+
+    Only asked when a descriptor reaches upwards (``../pipeline.py``), so a plain one costs no listing.
+    """
+    folder = descriptor.parent
+    parent = folder.parent
+    if parent == folder or (parent / DESCRIPTOR_FILE).exists():
+        return folder
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DescriptorError(f"{path}: cannot read descriptor ({e.strerror or e})") from None
-    return parse_descriptor(text, path)
+        stages = any(p != folder and (p / DESCRIPTOR_FILE).is_file() for p in parent.iterdir())
+    except OSError:
+        stages = False
+    return parent if stages else folder
 
 
 class LoadedSubset:
@@ -439,18 +598,17 @@ def load_subsets(desc: LoadedDescriptor) -> list[LoadedSubset]:
         LoadedSubset(desc.name, s, desc.path, yaml.safe_dump(s.model_dump(mode="json", exclude_none=True)))
         for s in desc.spec.subsets
     ]
-    for path in sorted((desc.folder / SUBSETS_DIR).glob("*.y*ml")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise DescriptorError(f"{path}: cannot read subset ({e.strerror or e})") from None
-        try:
-            data = _yaml_load(text)
-        except yaml.YAMLError:
-            data = None  # _parse reports it with the line
+    folder = desc.folder / SUBSETS_DIR
+    linked = folder.is_symlink()
+    for path in sorted(folder.glob("*.y*ml")):
+        if linked or path.is_symlink():  # one lstat; only a link needs resolving
+            desc.local_file(str(path.relative_to(desc.folder)), "subsets")  # no link out of the use case
+        text = read_text(path, "subset")
+        data = yaml_load(text, path)
         if isinstance(data, dict) and "name" not in data:
             text = f"name: {path.stem}\n{text}"
-        spec = _parse(text, path, SubsetSpec)
+            data = {"name": path.stem, **data}
+        spec = _validate(data, path, SubsetSpec)
         if spec.name != path.stem:
             raise DescriptorError(
                 f"{path}: field 'name': {spec.name!r} differs from the file name (rename one)"
@@ -475,8 +633,9 @@ def discover_descriptors(root: Path | str) -> list[LoadedDescriptor]:
     paths = sorted({*root.glob(f"*/{DESCRIPTOR_FILE}"), *root.glob(f"*/*/{DESCRIPTOR_FILE}")})
     found = []
     for p in paths:
-        desc = load_descriptor(p)
-        desc.group = p.relative_to(root).parts[0]
+        group = p.relative_to(root).parts[0]
+        desc = load_descriptor(p, use_case=root / group)
+        desc.group = group
         found.append(desc)
     seen: dict[str, Path] = {}
     for d in found:

@@ -63,7 +63,7 @@ def ensure_image(client: Any, desc: LoadedDescriptor, log: Any = None) -> Any:
                 f"{desc.path}: field 'environment.image': image {env.image!r} is not present and no "
                 "'environment.dockerfile' says how to build it; build or load the image, or add a Dockerfile"
             ) from None
-    dockerfile = (desc.folder / env.dockerfile).resolve()
+    dockerfile = desc.local_file(env.dockerfile, "environment.dockerfile")  # inside the use case
     if not dockerfile.is_file():
         raise PipelineError(f"{desc.path}: field 'environment.dockerfile': {dockerfile} does not exist")
     buildargs = {"BASE": os.environ["CORALORD_DOCKER_BASE"]} if os.environ.get("CORALORD_DOCKER_BASE") else {}

@@ -56,7 +56,7 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
     )
     def _dataset(context: dg.AssetExecutionContext, coralord: CoralordResource) -> dg.Output[Versioned]:
         # Re-read the descriptor: a running deployment builds what is on disk now.
-        fresh = load_descriptor(desc.path)
+        fresh = load_descriptor(desc.path, use_case=desc.use_case)
         runner, environment = environment_runner(context, fresh)
         versioned = build(
             fresh,

@@ -59,7 +59,7 @@ def source_asset(desc: LoadedDescriptor) -> dg.SourceAsset:
         metadata={"coralord/source": source.uri, "coralord/kind": source.kind},
     )
     def _source(context: dg.AssetExecutionContext) -> dg.ObserveResult:
-        fp = fingerprint(resolve_source(load_descriptor(desc.path)))
+        fp = fingerprint(resolve_source(load_descriptor(desc.path, use_case=desc.use_case)))
         return dg.ObserveResult(
             data_version=dg.DataVersion(fp.value), metadata=observation_metadata(fp, None)
         )
@@ -131,7 +131,9 @@ def sources_sensor(
         due, notes = [], []
         for desc in descriptors:
             try:
-                fresh = load_descriptor(desc.path)  # descriptor edits count without a reload
+                fresh = load_descriptor(
+                    desc.path, use_case=desc.use_case
+                )  # descriptor edits count without a reload
                 entry = state.get(desc.name, {})
                 source = resolve_source(fresh)
                 # A stage's input is a registry read: checked on every tick, whatever the cadence.

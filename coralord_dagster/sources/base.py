@@ -139,7 +139,7 @@ class Source:
             return fsspec.open(url, mode, **kwargs, **self.storage_options).open()
         except (OSError, ValueError) as e:
             raise StorageError(
-                f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}"
+                redact_url(f"source {self.uri}: cannot open {relpath!r} at {self.url(relpath)}: {e}")
             ) from e
 
     def read_parquet(self, relpath: str, columns: list[str] | None = None) -> pa.Table:
@@ -156,13 +156,15 @@ class Source:
             with self.open(relpath) as f:
                 return pq.read_table(f, columns=columns)
         except (pa.ArrowInvalid, OSError) as e:
-            raise StorageError(f"source {self.uri}: {relpath!r} is not readable Parquet: {e}") from e
+            raise StorageError(
+                redact_url(f"source {self.uri}: {relpath!r} is not readable Parquet: {e}")
+            ) from e
 
     def describe(self) -> dict[str, Any]:
         """What lineage records about the source (never credentials)."""
         out: dict[str, Any] = {"kind": self.kind, "uri": self.uri, "files": list(self.files)}
         if self.relocated:
-            out["read_from"] = self.base
+            out["read_from"] = redact_url(self.base)  # an override may carry a mirror's password
         return out
 
 
@@ -213,6 +215,11 @@ def resolve_source(descriptor: LoadedDescriptor) -> Source:
     )
 
 
+def git_environment() -> dict[str, str]:
+    """The environment for a git command a source check runs: never wait for a password on a terminal."""
+    return {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+
 def git_checkout(repo: str, ref: str, cache: Path | None = None) -> Path:
     """A local checkout of ``repo`` at ``ref`` (cloned once into the cache, then fetched)."""
     from filelock import FileLock
@@ -231,12 +238,16 @@ def git_checkout(repo: str, ref: str, cache: Path | None = None) -> Path:
                     check=True,
                     capture_output=True,
                     timeout=600,
+                    env=git_environment(),
+                    stdin=subprocess.DEVNULL,
                 )
             subprocess.run(
                 ["git", "-C", str(root), "fetch", "--quiet", "--force", "--", "origin", ref],
                 check=True,
                 capture_output=True,
                 timeout=600,
+                env=git_environment(),
+                stdin=subprocess.DEVNULL,
             )
             subprocess.run(
                 ["git", "-C", str(root), "checkout", "--quiet", "--force", "FETCH_HEAD"],

@@ -10,13 +10,13 @@ import urllib3
 
 from coralord_dagster.sources.base import Source, SourceError, scheme
 from coralord_dagster.sources.fingerprint import Fingerprint, checker, make
-from coralord_dagster.sources.http import POOL
+from coralord_dagster.sources.http import request
 
 
 def load_croissant(url: str, timeout: float) -> dict[str, Any]:
     try:
         if scheme(url) in ("http", "https"):
-            r = POOL.request("GET", url, timeout=timeout)
+            r = request("GET", url, timeout)
             if r.status >= 400:
                 raise SourceError(f"{url}: HTTP {r.status}")
             data = r.data
