@@ -70,6 +70,19 @@ CONTEXT: dict[str, Any] = {
     "transform": "cr:transform",
     "prov": "http://www.w3.org/ns/prov#",
     "coralord": CORALORD_NS,
+    # Croissant 1.1 terms (mlcroissant warns about a context without them)
+    "arrayShape": "cr:arrayShape",
+    "containedIn": "cr:containedIn",
+    "description": {"@container": "@language"},
+    "equivalentProperty": "cr:equivalentProperty",
+    "isArray": "cr:isArray",
+    "name": {"@container": "@language"},
+    "samplingRate": "cr:samplingRate",
+    # typed dates, not language-tagged strings
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "prov:endedAtTime": {"@id": "prov:endedAtTime", "@type": "xsd:dateTime"},
+    "datePublished": {"@id": "sc:datePublished", "@type": "sc:Date"},
+    "dateModified": {"@id": "sc:dateModified", "@type": "sc:DateTime"},
 }
 # Our extension payloads are plain data, not graph nodes: as JSON literals they round-trip exactly
 # (and an object of empty lists cannot turn into a self-referencing blank node in mlcroissant).
@@ -82,13 +95,22 @@ def part_link_name(ordinal: int, sha256: str) -> str:
     return f"parts/{ordinal:05d}-{sha256}.parquet"
 
 
+def version_iri(name: str, version: str) -> str:
+    """The IRI of one published version (its Croissant's ``@id``), by which lineage links versions."""
+    return f"{CORALORD_NS}{name}@v{version}"
+
+
 def _data_type(t: pa.DataType, semantic: str | None) -> str | list[str]:
+    """The Croissant type of an Arrow type, with its width (``cr:Int64``, ``cr:Float32``…), so that a
+    consumer (TFDS, mlcroissant) keeps the precision the data has."""
     if semantic == "image":
         return "sc:ImageObject"
     if pa.types.is_boolean(t):
         return "sc:Boolean"
-    if pa.types.is_integer(t):
-        return "sc:Integer"
+    if pa.types.is_integer(t) and t.bit_width in (8, 16, 32, 64):
+        return f"cr:{'U' if pa.types.is_unsigned_integer(t) else ''}Int{t.bit_width}"
+    if pa.types.is_floating(t) and t.bit_width in (16, 32, 64):
+        return f"cr:Float{t.bit_width}"
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         return "sc:Float"
     if pa.types.is_timestamp(t):
@@ -285,23 +307,35 @@ def build_croissant(
         p = manifest.previous
         derived.append(
             {
+                "@id": version_iri(p.name, p.version),
                 "identifier": p.label,
                 "name": f"{p.name} v{p.version}",
                 "coralord:contentId": p.content_id,
                 "coralord:relation": "previousVersion",
             }
         )
+    creator = {
+        "@type": "sc:Organization",
+        "name": info.creator or "unspecified (set 'creator' in the descriptor)",
+    }
     doc: dict[str, Any] = {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
+        "@id": version_iri(info.name, manifest.version),
         "conformsTo": CONFORMS_TO,
         "name": info.name,
         "description": info.description,
         "version": manifest.version,
-        "sdVersion": manifest.version,
+        "cr:sdVersion": manifest.version,
         "datePublished": date_published,
+        "dateModified": manifest.created,
         "license": info.license,
-        "url": info.url or f"coralord:{info.name}",
+        # this version's own address (tools name their builders and caches after it); the upstream
+        # home page is what it is based on
+        "url": version_iri(info.name, manifest.version),
+        **({"isBasedOn": info.url} if info.url else {}),
+        "creator": creator,
+        "publisher": {"@type": "sc:Organization", "name": info.publisher} if info.publisher else creator,
         "citeAs": info.citation
         or f"{info.name} v{manifest.version} (coralord content id {manifest.content_id})",
         "keywords": list(info.keywords),
@@ -329,6 +363,7 @@ def build_croissant(
 
 def _parent(d: ParentRef) -> dict[str, Any]:
     return {
+        "@id": version_iri(d.name, d.version),
         "identifier": d.label,
         "name": f"{d.name} v{d.version}",
         "coralord:contentId": d.content_id,

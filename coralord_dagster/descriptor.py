@@ -343,6 +343,10 @@ class Descriptor(_Model):
     url: PublicUrl | None = Field(None, description="Home page of the dataset.")
     citation: str | None = Field(None, description="How to cite the dataset (Croissant citeAs).")
     keywords: list[str] = Field(default_factory=list, description="Search keywords.")
+    creator: str | None = Field(None, description="Who made the dataset (Croissant creator): a name.")
+    publisher: str | None = Field(
+        None, description="Who publishes it (Croissant publisher); default: the creator."
+    )
     source: SourceSpec = Field(description="Where the raw data comes from.")
     pipeline: str = Field(description="'file.py:function' (relative to the descriptor) or 'module:function'.")
     environment: Environment = Field(default=Environment(), description="Docker environment.")
@@ -490,6 +494,9 @@ class LoadedDescriptor:
     def metadata_digest(self) -> str:
         """Hash of what the Croissant shows about the dataset besides its data."""
         meta = self.spec.model_dump(mode="json", exclude={"pipeline", "storage", "source", "params"})
+        for late in ("creator", "publisher"):  # fields added later: absent, they leave digests as they were
+            if meta.get(late) is None:
+                meta.pop(late, None)
         return hashlib.sha256(yaml.safe_dump(meta, sort_keys=True).encode()).hexdigest()[:16]
 
 

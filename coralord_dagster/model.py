@@ -292,6 +292,8 @@ class DatasetInfo:
     url: str | None = None
     citation: str | None = None
     keywords: tuple[str, ...] = ()
+    creator: str | None = None
+    publisher: str | None = None
     split_column: str | None = None
     split_names: tuple[str, ...] = ()
     #: column name → {description, categories, semantic}

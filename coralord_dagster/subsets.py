@@ -114,6 +114,8 @@ def subset_info(desc: LoadedDescriptor, sub: LoadedSubset, parent: DatasetVersio
         url=base.url,
         citation=base.citation,
         keywords=base.keywords,
+        creator=base.creator,
+        publisher=base.publisher,
         split_column=split_column,
         split_names=split_names if split_column else (),
         columns={k: v for k, v in base.columns.items() if k in kept},

@@ -33,6 +33,8 @@ def dataset_info(desc: LoadedDescriptor) -> DatasetInfo:
         url=s.url,
         citation=s.citation,
         keywords=tuple(s.keywords),
+        creator=s.creator,
+        publisher=s.publisher,
         split_column=s.splits.column if s.splits else None,
         split_names=tuple(s.splits.names) if s.splits else (),
         columns={k: v.model_dump(exclude_none=True) for k, v in s.columns.items()},

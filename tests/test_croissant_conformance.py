@@ -1,0 +1,99 @@
+"""The Croissant follows the 1.1 text: the full context, creator, cr:sdVersion, an @id per version, typed
+dates, numeric widths, and lineage as links between versions' IRIs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import mlcroissant as mlc
+import pyarrow as pa
+from pyld import jsonld
+
+from coralord_dagster.croissant import CONTEXT, DatasetInfo, version_iri
+from coralord_dagster.descriptor import load_subsets
+from coralord_dagster.subsets import publish_subset
+from coralord_dagster.use_case import publish_descriptor
+from coralord_dagster.workspace import Workspace
+
+from .conftest import BIN
+
+SDO = "https://schema.org/"
+PROV = "http://www.w3.org/ns/prov#"
+XSD = "http://www.w3.org/2001/XMLSchema#"
+
+
+def croissant_of(ws: Workspace, name: str) -> Path:
+    return ws.registry.path / "datasets" / name.replace("/", "/subsets/") / "croissant.json"
+
+
+def test_the_context_is_the_standard_one_and_validate_is_quiet(ws: Workspace):
+    from mlcroissant._src.core.context import Context, CroissantVersion
+    from mlcroissant._src.core.rdf import make_context
+
+    standard = make_context(Context(conforms_to=CroissantVersion.V_1_1))
+    assert {k: CONTEXT[k] for k in standard} == standard
+    info = DatasetInfo(name="quiet", description="d", license="CC0-1.0", creator="Team A")
+    ws.publisher().publish(pa.table({"x": [1, 2]}), info)
+    out = subprocess.run(
+        [str(BIN / "mlcroissant"), "validate", "--jsonld", str(croissant_of(ws, "quiet"))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "not standard" not in out.stdout + out.stderr and "WARNING" not in out.stdout + out.stderr
+
+
+def test_identity_creator_version_types_and_typed_dates(ws: Workspace):
+    table = pa.table(
+        {
+            "i8": pa.array([1], pa.int8()),
+            "u32": pa.array([1], pa.uint32()),
+            "i64": pa.array([1], pa.int64()),
+            "f32": pa.array([1.5], pa.float32()),
+            "f64": pa.array([1.5], pa.float64()),
+            "b": [True],
+            "s": ["a"],
+        }
+    )
+    info = DatasetInfo(
+        name="typed", description="d", license="CC0-1.0", url="https://upstream.example/t", creator="Team A"
+    )
+    ws.publisher().publish(table, info)
+    path = croissant_of(ws, "typed")
+    doc = json.loads(path.read_text())
+    assert doc["@id"] == doc["url"] == version_iri("typed", "1.0.0")
+    assert doc["isBasedOn"] == "https://upstream.example/t"  # the upstream, not this version's address
+    assert doc["creator"]["name"] == "Team A" and doc["publisher"]["name"] == "Team A"
+    md = mlc.Dataset(jsonld=str(path)).metadata
+    assert md.sd_version == "1.0.0" and md.creators[0].name == "Team A"
+    types = {f.name: str(f.data_types[0]).rsplit("/", 1)[1] for f in md.record_sets[-1].fields}
+    assert types == {
+        "i8": "Int8",
+        "u32": "UInt32",
+        "i64": "Int64",
+        "f32": "Float32",
+        "f64": "Float64",
+        "b": "Boolean",
+        "s": "Text",
+    }
+    (node,) = [n for n in jsonld.expand(doc) if n.get("@id") == doc["@id"]]
+    assert node[SDO + "datePublished"][0]["@type"] == SDO + "Date"
+    assert node[SDO + "dateModified"][0]["@type"] == SDO + "DateTime"
+    generated = node[PROV + "wasGeneratedBy"][0]
+    assert generated[PROV + "endedAtTime"][0]["@type"] == XSD + "dateTime"
+
+
+def test_a_subset_links_to_its_parent_versions_iri(fmnist, ws: Workspace):
+    parent = publish_descriptor(fmnist, ws)
+    sub = next(s for s in load_subsets(fmnist) if s.spec.name == "pullover")
+    result = publish_subset(fmnist, sub, ws)
+    parent_doc = json.loads(croissant_of(ws, "fashion_mnist").read_text())
+    sub_doc = json.loads(croissant_of(ws, result.name).read_text())
+    assert parent_doc["@id"] == version_iri("fashion_mnist", parent.version)
+    (node,) = [n for n in jsonld.expand(sub_doc) if n.get("@id") == sub_doc["@id"]]
+    linked = [d["@id"] for d in node[PROV + "wasDerivedFrom"] if "@id" in d]
+    assert parent_doc["@id"] in linked
+    assert sub_doc["@id"] != parent_doc["@id"] and sub_doc["url"] != parent_doc["url"]
