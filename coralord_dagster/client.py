@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from coralord_dagster.croissant import part_link_name
-from coralord_dagster.errors import IntegrityError
+from coralord_dagster.errors import CoralordError, IntegrityError
 from coralord_dagster.model import Manifest, json_text
 from coralord_dagster.naming import Ref
 from coralord_dagster.reader import ReadStats, read_parts, whole_part
@@ -91,6 +93,59 @@ class DatasetVersion:
             what=f"{self.name} v{self.version}",
         )
         return table
+
+    def iter_batches(self, *, verify: bool = False, parts_per_read: int = 8) -> Iterator[pa.RecordBatch]:
+        """The rows asked for, in row order, a few parts at a time: a version larger than memory streams
+        into training. Each batch is checked like :meth:`to_arrow`'s rows; :attr:`last_read` adds up."""
+        ws = self.workspace
+        self.last_read = ReadStats()
+        parts = self.manifest.parts
+        for i in range(0, len(parts), max(1, parts_per_read)):
+            table, stats = read_parts(
+                ws.store,
+                parts[i : i + parts_per_read],
+                self.manifest.schema,
+                columns=self.columns,
+                where=self.where,
+                cache=None if ws.store.is_local else ws.cache,
+                verify=verify,
+                what=f"{self.name} v{self.version}",
+            )
+            for name in ("bytes_from_storage", "parts_read", "parts_from_cache", "parts_skipped"):
+                setattr(self.last_read, name, getattr(self.last_read, name) + getattr(stats, name))
+            yield from table.to_batches()
+
+    @property
+    def split_column(self) -> str | None:
+        """The column the Croissant declares as the split (``cr:Split``), if any."""
+        for rs in self.croissant.get("recordSet", []):
+            for f in rs.get("field", []):
+                types = f.get("dataType")
+                if (
+                    "cr:Split" in (types if isinstance(types, list) else [types])
+                    and rs.get("@id") != "splits"
+                ):
+                    return str(f["name"])
+        return None
+
+    def to_huggingface(self) -> Any:
+        """A Hugging Face ``datasets.DatasetDict`` with one ``Dataset`` per split (a ``Dataset`` when the
+        version has no splits), with the features the version was published with (``Image``,
+        ``ClassLabel``…, from its schema's ``huggingface`` metadata). Needs ``pip install datasets``."""
+        try:
+            import datasets
+        except ImportError:
+            raise CoralordError(
+                "to_huggingface() needs the Hugging Face datasets library: pip install 'coralord-dagster[hf]'"
+            ) from None
+        table = self.to_arrow()
+        split = self.split_column
+        if split is None or split not in table.column_names:
+            return datasets.Dataset(table)
+        names = list(dict.fromkeys(table.column(split).to_pylist()))
+        return datasets.DatasetDict(
+            {str(n): datasets.Dataset(table.filter(pc.equal(table.column(split), n))) for n in names}
+        )
 
     def to_pandas(self, *, verify: bool = False) -> pd.DataFrame:
         return self.to_arrow(verify=verify).to_pandas()

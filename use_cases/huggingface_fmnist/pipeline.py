@@ -32,6 +32,15 @@ def _class_names(table: pa.Table) -> list[str] | None:
     return features.get("label", {}).get("names")
 
 
+#: The Hugging Face features of the published table (kept in its schema metadata, so that `datasets`
+#: reads an Image and a ClassLabel from any file `coralord get` writes).
+FEATURES = {
+    "image": {"_type": "Image"},
+    "label": {"names": CLASS_NAMES, "_type": "ClassLabel"},
+    "split": {"dtype": "string", "_type": "Value"},
+}
+
+
 def build(source: Source) -> pa.Table:
     tables = []
     for relpath in source.files:
@@ -43,4 +52,5 @@ def build(source: Source) -> pa.Table:
         table = table.replace_schema_metadata(None)
         table = table.append_column("split", pa.array([split] * table.num_rows, pa.string()))
         tables.append(table)
-    return pa.concat_tables(tables)
+    hf = json.dumps({"info": {"features": FEATURES}})
+    return pa.concat_tables(tables).replace_schema_metadata({"huggingface": hf})
