@@ -22,6 +22,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import git
 
@@ -206,12 +208,28 @@ class Registry:
             )
         if "://" in url:
             return url
-        if self.origin is not None:
-            raise ConfigError(
-                f"registry {redact_url(self.origin)} keeps its parts at the relative path {url!r}, which "
-                "exists only beside the publisher's registry; set CORALORD_STORAGE to the storage URL"
+        # A relative path is beside the publisher's registry. Read through a clone (a Git URL, or `git
+        # clone` of it), it is found beside the origin when the origin is a folder on this machine.
+        origin = self.origin or self._origin_remote()
+        beside_origin = _local_folder(origin) / url if origin and _local_folder(origin) else None
+        if self.origin is None:
+            here = (self.path / url).resolve()
+            if here.exists() or beside_origin is None or not beside_origin.exists():
+                return str(here)
+        if beside_origin is not None and beside_origin.exists():
+            return str(beside_origin.resolve())
+        raise ConfigError(
+            f"registry {redact_url(str(origin))} keeps its parts at the relative path {url!r}, which exists "
+            "only beside the publisher's registry; set CORALORD_STORAGE to the storage URL"
+        )
+
+    def _origin_remote(self) -> str | None:
+        try:
+            return (
+                str(self.repo.remotes.origin.url) if "origin" in [r.name for r in self.repo.remotes] else None
             )
-        return str((self.path / url).resolve())
+        except (ValueError, git.GitError):
+            return None
 
     # ----------------------------------------------------------------- reading
     def _tags(self) -> Iterator[tuple[str, str, str]]:
@@ -549,3 +567,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _local_folder(location: str) -> Path | None:
+    """The folder a Git location names on this machine (a path or a ``file://`` URL), else None."""
+    if location.startswith("file://"):
+        return Path(unquote(urlsplit(location).path))
+    if "://" in location or re.match(r"^[\w.-]+@[\w.-]+:", location):  # a URL, or scp-like user@host:path
+        return None
+    return Path(location)

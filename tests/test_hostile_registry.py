@@ -172,3 +172,19 @@ def test_pipeline_code_in_a_registry_is_never_run_by_readers(registry, tmp_path)
             r = CliRunner().invoke(cli, ["--registry", where, *args])
             assert "Traceback" not in r.output, r.output
             assert not canary.exists(), f"{args} ran code from the registry"
+
+
+def test_a_clone_or_file_url_finds_local_storage_beside_its_origin(registry, tmp_path):
+    """A registry travels: a `git clone` of a local-storage registry, or a file:// URL to it, finds the
+    parts beside the origin without CORALORD_STORAGE; once they are gone, a clear error."""
+    clone = tmp_path / "elsewhere" / "clone"
+    git.Repo.clone_from(registry.registry.path, clone)
+    rows = open_dataset(NAME, workspace=Workspace.open(clone)).to_arrow().num_rows
+    assert rows == 500
+    for where in (registry.registry.path.as_uri(), str(clone)):
+        r = CliRunner().invoke(cli, ["--registry", where, "get", NAME, "-o", str(tmp_path / "o.parquet")])
+        assert r.exit_code == 0, r.output
+    storage = Path(registry.store.url)
+    storage.rename(storage.with_name("moved"))
+    r = CliRunner().invoke(cli, ["--registry", registry.registry.path.as_uri(), "get", NAME])
+    assert r.exit_code == 2 and "set CORALORD_STORAGE" in r.stderr, r.output
