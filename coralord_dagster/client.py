@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from coralord_dagster.croissant import part_link_name
 from coralord_dagster.errors import CoralordError, IntegrityError
-from coralord_dagster.model import Manifest, json_text
+from coralord_dagster.model import Manifest, PartRef, json_text
 from coralord_dagster.naming import Ref
 from coralord_dagster.reader import ReadStats, read_parts, whole_part
 from coralord_dagster.registry import VersionInfo, dataset_dir
@@ -81,10 +81,14 @@ class DatasetVersion:
         :class:`~coralord_dagster.errors.IntegrityError` instead of returning wrong values. ``verify``
         also checks the sha256 of every part read (reading each whole).
         """
+        table, self.last_read = self._read(self.manifest.parts, verify)
+        return table
+
+    def _read(self, parts: list[PartRef], verify: bool) -> tuple[pa.Table, ReadStats]:
         ws = self.workspace
-        table, self.last_read = read_parts(
+        return read_parts(
             ws.store,
-            self.manifest.parts,
+            parts,
             self.manifest.schema,
             columns=self.columns,
             where=self.where,
@@ -92,27 +96,16 @@ class DatasetVersion:
             verify=verify,
             what=f"{self.name} v{self.version}",
         )
-        return table
 
     def iter_batches(self, *, verify: bool = False, parts_per_read: int = 8) -> Iterator[pa.RecordBatch]:
         """The rows asked for, in row order, a few parts at a time: a version larger than memory streams
         into training. Each batch is checked like :meth:`to_arrow`'s rows; :attr:`last_read` adds up."""
-        ws = self.workspace
         self.last_read = ReadStats()
         parts = self.manifest.parts
-        for i in range(0, len(parts), max(1, parts_per_read)):
-            table, stats = read_parts(
-                ws.store,
-                parts[i : i + parts_per_read],
-                self.manifest.schema,
-                columns=self.columns,
-                where=self.where,
-                cache=None if ws.store.is_local else ws.cache,
-                verify=verify,
-                what=f"{self.name} v{self.version}",
-            )
-            for name in ("bytes_from_storage", "parts_read", "parts_from_cache", "parts_skipped"):
-                setattr(self.last_read, name, getattr(self.last_read, name) + getattr(stats, name))
+        step = max(1, parts_per_read)
+        for i in range(0, len(parts), step):
+            table, stats = self._read(parts[i : i + step], verify)
+            self.last_read.add(stats)
             yield from table.to_batches()
 
     @property

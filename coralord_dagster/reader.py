@@ -15,6 +15,7 @@ time they are used; a damaged entry is deleted and fetched again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import uuid
@@ -48,6 +49,11 @@ class ReadStats:
     parts_read: int = 0
     parts_from_cache: int = 0
     parts_skipped: int = 0
+
+    def add(self, other: ReadStats) -> None:
+        """Count ``other``'s read in too (a read made of several)."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class PartCache:

@@ -182,3 +182,16 @@ def public_object(endpoint: str) -> None:
     client = boto3.client("s3", endpoint_url=endpoint)
     client.put_bucket_acl(Bucket="datasets", ACL="public-read")
     client.put_object(Bucket="datasets", Key="raw/data.csv", Body=b"x\n1\n", ACL="public-read")
+
+
+def public_s3_source(endpoint: str) -> Any:
+    """A url source on the public ``s3://datasets/raw/data.csv``, its endpoint named by the descriptor."""
+    from coralord_dagster.sources import Source
+
+    return Source(
+        kind="url",
+        uri="s3://datasets/raw",
+        base="s3://datasets/raw",
+        files=("data.csv",),
+        options={"storage_options": {"endpoint_url": endpoint}},
+    )

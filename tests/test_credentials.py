@@ -11,7 +11,7 @@ from coralord_dagster.sources import Source, fingerprint
 from coralord_dagster.sources.http import auth_headers
 
 from .faulty_proxy import FaultyProxy
-from .helpers import public_object
+from .helpers import public_object, public_s3_source
 from .servers import Behaviour, http_server
 
 TOKEN = "hf_FAKEtoken0123456789canary"
@@ -95,14 +95,7 @@ def test_aws_keys_are_sent_only_to_the_environments_s3_endpoint(s3, monkeypatch:
     with FaultyProxy(s3["AWS_ENDPOINT_URL"]) as foreign:
 
         def check(endpoint: str) -> None:
-            source = Source(
-                kind="url",
-                uri="s3://datasets/raw",
-                base="s3://datasets/raw",
-                files=("data.csv",),
-                options={"storage_options": {"endpoint_url": endpoint}},
-            )
-            fingerprint(source, timeout=5)
+            fingerprint(public_s3_source(endpoint), timeout=5)
 
         check(foreign.endpoint)  # not the environment's endpoint: anonymous
         assert foreign.stats.authorizations and not any(foreign.stats.authorizations)

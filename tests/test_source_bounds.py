@@ -14,7 +14,7 @@ import pytest
 from coralord_dagster.sources import Source, SourceError, fingerprint
 from coralord_dagster.sources.base import git_checkout
 
-from .helpers import public_object
+from .helpers import public_object, public_s3_source
 
 
 @pytest.fixture
@@ -58,14 +58,7 @@ def test_the_s3_check_uses_the_descriptors_storage_options(s3, monkeypatch: pyte
     endpoint = s3["AWS_ENDPOINT_URL"]
     public_object(endpoint)
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # only the descriptor says where the (public) store is
-    source = Source(
-        kind="url",
-        uri="s3://datasets/raw",
-        base="s3://datasets/raw",
-        files=("data.csv",),
-        options={"storage_options": {"endpoint_url": endpoint}},
-    )
-    fp = fingerprint(source, timeout=5)
+    fp = fingerprint(public_s3_source(endpoint), timeout=5)
     assert list(fp.details["items"]) == ["datasets/raw/data.csv"]
 
 
