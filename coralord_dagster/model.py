@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from coralord_dagster.naming import validate_name
 FORMAT = "coralord.manifest/2"
 LEGACY_FORMAT = "coralord.manifest/1"
 DIGEST: Literal["xxh3-64"] = "xxh3-64"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -69,7 +71,7 @@ class PartRef(_Model):
         """A part's URL is informational (parts are read by sha256 from the reader's own storage), but a
         manifest naming anything else (``file:///etc/…``, ``../``) was edited: refuse it before any read."""
         tail = f"/parts/{self.sha256[:2]}/{self.sha256}.parquet"
-        if not self.url.endswith(tail) or "/../" in self.url or any(ord(c) < 32 for c in self.url):
+        if not self.url.endswith(tail) or "/../" in self.url or _CONTROL.search(self.url):
             raise ValueError(f"part {self.sha256}: url {self.url!r} does not name this part in a store")
         return self
 
