@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -114,8 +115,8 @@ class CheckPolicy(_Model):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
-        if v is not None and len(v.split()) != 5:
-            raise ValueError("a cron schedule has five fields, e.g. '*/15 * * * *'")
+        if v is not None and (len(v.split()) != 5 or not croniter.is_valid(v)):
+            raise ValueError(f"{v[:60]!r} is not a cron schedule of five fields, e.g. '*/15 * * * *'")
         return v
 
 

@@ -176,5 +176,6 @@ def test_cron_and_interval_cadence():
     assert is_due(CheckPolicy(interval_seconds=60), now - 61, now)
     assert is_due(CheckPolicy(cron="* * * * *"), now - 120, now)
     assert not is_due(CheckPolicy(cron="0 0 1 1 *"), now - 60, now) or time.gmtime(now).tm_yday == 1
-    with pytest.raises(ValueError, match="five fields"):
-        CheckPolicy(cron="daily")
+    for bad in ("daily", "99 * * * *", "* * * * * *"):
+        with pytest.raises(ValueError, match="five fields"):
+            CheckPolicy(cron=bad)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-from dagster._utils.schedules import cron_string_iterator
+from croniter import croniter
 
 from coralord_dagster.descriptor import CheckPolicy, LoadedDescriptor, load_descriptor
 from coralord_dagster.errors import CoralordError
@@ -43,8 +43,8 @@ def is_due(policy: CheckPolicy, last_checked: float | None, now: float) -> bool:
     if last_checked is None:
         return True
     if policy.cron:
-        ticks = cron_string_iterator(last_checked, policy.cron, "UTC")
-        return next(ticks).timestamp() <= now
+        start = datetime.fromtimestamp(last_checked, tz=UTC)
+        return float(croniter(policy.cron, start).get_next(float)) <= now  # the first tick after the check
     return now - last_checked >= policy.interval_seconds
 
 
