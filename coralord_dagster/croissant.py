@@ -32,6 +32,8 @@ __all__ = ["DatasetInfo", "build_croissant", "dumps", "part_link_name", "trim_pa
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 CORALORD_NS = "https://coralord.dev/ns#"
 RECORDS = "records"
+PART_FILES = "part_files"  # the record set whose reading checks every part's sha256
+CHECKED = "parts-checked"
 
 CONTEXT: dict[str, Any] = {
     "@language": "en",
@@ -222,8 +224,41 @@ def build_croissant(
         }
     )
 
-    stats = stats if stats is not None else column_statistics(table)
     record_sets: list[dict[str, Any]] = []
+    if local_links:
+        files.insert(  # before `parts`, which stays the last entry
+            len(files) - 1,
+            {
+                "@type": "cr:FileSet",
+                "@id": CHECKED,
+                "name": CHECKED,
+                "description": "Every part read through its FileObject, so that its sha256 is checked.",
+                "encodingFormat": "application/x-parquet",
+                "containedIn": [{"@id": f"part-{i:05d}"} for i in range(len(manifest.parts))],
+                "includes": "*.parquet",
+            },
+        )
+        # mlcroissant checks a FileObject's sha256 only when a record set it reads needs that file:
+        # reading these records checks every part (the rows themselves are read through `parts`).
+        record_sets.append(
+            {
+                "@type": "cr:RecordSet",
+                "@id": PART_FILES,
+                "name": PART_FILES,
+                "description": "One record per part; reading them checks every part's sha256.",
+                "field": [
+                    {
+                        "@type": "cr:Field",
+                        "@id": f"{PART_FILES}/filename",
+                        "name": "filename",
+                        "dataType": "sc:Text",
+                        "source": {"fileSet": {"@id": CHECKED}, "extract": {"fileProperty": "filename"}},
+                    }
+                ],
+            }
+        )
+
+    stats = stats if stats is not None else column_statistics(table)
     fields: list[dict[str, Any]] = []
     ids = field_ids(manifest.schema.names)
     for f in manifest.schema:
@@ -387,9 +422,13 @@ def trim_parts(doc: dict[str, Any], keep: int) -> dict[str, Any]:
     """A copy of ``doc`` with only its first ``keep`` parts (for validating its shape cheaply)."""
     out = json.loads(json.dumps(doc))
     files = [d for d in out["distribution"] if d.get("@type") == "cr:FileObject"][:keep]
+    kept = {f["@id"] for f in files}
     sets = [d for d in out["distribution"] if d.get("@type") == "cr:FileSet"]
     for fs in sets:
-        fs["includes"] = fs["includes"][:keep]
+        if isinstance(fs.get("includes"), list):
+            fs["includes"] = fs["includes"][:keep]
+        if "containedIn" in fs:
+            fs["containedIn"] = [c for c in fs["containedIn"] if c["@id"] in kept]
     out["distribution"] = files + sets
     return out
 

@@ -340,7 +340,7 @@ class Publisher:
         first few parts: mlcroissant's cost grows with the entries (1.2 s for 500 parts), not its insight.
         """
         doc = cr.trim_parts(json.loads(croissant), VALIDATE_PARTS)
-        kept = set(doc["distribution"][-1]["includes"])
+        kept = {d["contentUrl"] for d in doc["distribution"] if d.get("@type") == "cr:FileObject"}
         with private_tempdir("croissant") as tmp:
             path = tmp / "croissant.json"
             path.write_text(cr.dumps(doc))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlcroissant as mlc
 import pyarrow as pa
+import pytest
 from pyld import jsonld
 
 from coralord_dagster.croissant import CONTEXT, DatasetInfo, version_iri
@@ -97,3 +98,20 @@ def test_a_subset_links_to_its_parent_versions_iri(fmnist, ws: Workspace):
     linked = [d["@id"] for d in node[PROV + "wasDerivedFrom"] if "@id" in d]
     assert parent_doc["@id"] in linked
     assert sub_doc["@id"] != parent_doc["@id"] and sub_doc["url"] != parent_doc["url"]
+
+
+def test_mlcroissant_checks_every_parts_sha256(ws: Workspace):
+    """Reading the part_files records hashes every part: a tampered part fails on its sha256."""
+    import pyarrow.parquet as pq
+
+    info = DatasetInfo(name="checked", description="d", license="CC0-1.0")
+    result = ws.publisher().publish(pa.table({"id": list(range(3000))}), info, part_rows=500)
+    path = croissant_of(ws, "checked")
+    assert len(list(mlc.Dataset(jsonld=str(path)).records("part_files"))) == len(result.manifest.parts)
+    assert [r["records/id"] for r in mlc.Dataset(jsonld=str(path)).records("records")] == list(range(3000))
+    victim = Path(ws.store.part_path(result.manifest.parts[1].sha256))
+    victim.chmod(0o644)
+    pq.write_table(pa.table({"id": list(range(500))}), victim)  # valid Parquet, other content
+    with pytest.raises(mlc.GenerationError, match=r"Download\(part-00001\)") as e:
+        list(mlc.Dataset(jsonld=str(path)).records("part_files"))
+    assert "Hash of downloaded file" in str(e.value.__cause__)
