@@ -28,7 +28,7 @@ def redact_url(text: str) -> str:
 
     >>> redact_url("cannot push to https://bob:s3cret@git.example.org/r.git: denied")
     'cannot push to https://git.example.org/r.git: denied'
-    >>> redact_url("storage s3://AKIAXXX:wJal/rXU+tn@bucket/x and https://host:8443/a@b")
+    >>> redact_url("storage s3://AKIAEXAMPLE:wJal/rXU+tn@bucket/x and https://host:8443/a@b")
     'storage s3://bucket/x and https://host:8443/a@b'
     """
     return _USERINFO.sub(lambda m: m.group("scheme"), text)
