@@ -212,6 +212,25 @@ def get_cmd(
     click.echo(f"{ds.name} v{ds.version} -> {out} ({source})", err=True)
 
 
+@cli.command("export")
+@click.argument("ref")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--subset", help="A published subset of the dataset (NAME/SUBSET).")
+@click.pass_context
+@handle_errors
+def export_cmd(ctx: click.Context, ref: str, dest: str, subset: str | None) -> None:
+    """Write NAME[@REV] to DEST as its Croissant and parts, for any Croissant reader.
+
+    DEST/croissant.json is the version's Croissant with every part beside it
+    (``parts/<split>/<n>-<sha256>.parquet``, each checked against its sha256 when fetched): mlcroissant,
+    TFDS's CroissantBuilder or any Parquet reader use DEST offline, on any machine.
+    """
+    ds = open_dataset(ref, subset=subset, workspace=_workspace(ctx))
+    path = ds.local_copy(dest)
+    click.echo(f"{ds.name} v{ds.version} -> {path} ({len(ds.manifest.parts)} part(s))", err=True)
+    click.echo(str(path))
+
+
 @cli.command("verify")
 @click.argument("ref")
 @click.option("--fast", is_flag=True, help="Check sizes only, not sha256.")

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from coralord_dagster.croissant import part_link_name
+from coralord_dagster.croissant import part_link_names
 from coralord_dagster.errors import CoralordError, IntegrityError
 from coralord_dagster.model import Manifest, PartRef, json_text
 from coralord_dagster.naming import Ref
@@ -110,14 +110,15 @@ class DatasetVersion:
 
     @property
     def split_column(self) -> str | None:
-        """The column the Croissant declares as the split (``cr:Split``), if any."""
+        """The column the Croissant declares as the split (it references the ``cr:Split`` record set;
+        older versions typed it ``cr:Split``), if any."""
         for rs in self.croissant.get("recordSet", []):
+            if rs.get("@id") == "splits":
+                continue
             for f in rs.get("field", []):
                 types = f.get("dataType")
-                if (
-                    "cr:Split" in (types if isinstance(types, list) else [types])
-                    and rs.get("@id") != "splits"
-                ):
+                refers = (f.get("references") or {}).get("field", {}).get("@id")
+                if refers == "splits/name" or "cr:Split" in (types if isinstance(types, list) else [types]):
                     return str(f["name"])
         return None
 
@@ -165,8 +166,7 @@ class DatasetVersion:
         dest = Path(dest)
         doc = self.croissant
         links = {}
-        for i, part in enumerate(self.manifest.parts):
-            rel = part_link_name(i, part.sha256)
+        for part, rel in zip(self.manifest.parts, part_link_names(self.manifest.parts), strict=True):
             links[part.sha256] = rel
             target = dest / rel
             if not (target.is_file() and not target.is_symlink() and target.stat().st_size == part.bytes):
@@ -182,6 +182,8 @@ class DatasetVersion:
                         "not a part of its manifest; the registry is damaged or was edited"
                     )
                 entry["contentUrl"] = links[entry["sha256"]]
+            elif entry.get("@id") == "parts":  # read exactly the parts laid out here
+                entry["includes"] = list(links.values())
         path = dest / "croissant.json"
         with replacing(path) as tmp:
             tmp.write_text(json_text(doc))

@@ -2,15 +2,22 @@
 
 Layout of what we write:
 
-- ``distribution``: one ``cr:FileObject`` per part (real ``sha256``) and one ``cr:FileSet`` ``parts``
-  over exactly those files. mlcroissant reads a set of local Parquet files only through a FileSet below
-  the JSON-LD's folder, so the registry keeps ``parts/<ordinal>-<sha256>.parquet`` links next to the
-  Croissant (local storage) and readers of remote storage stage the parts the same way
-  (:func:`part_link_name`). The ordinal keeps the version's row order.
-- ``recordSet``: ``records`` with one field per column (``extract.column``), plus ``splits`` (a
-  ``cr:Split`` record set) and one ``sc:Enumeration`` per categorical column.
-- ``prov:wasDerivedFrom`` / ``prov:wasGeneratedBy``, and statistics, pipeline and environment in the
-  ``coralord:`` namespace.
+- ``distribution``: one ``cr:FileObject`` per part (real ``sha256``; ``contentUrl`` the part's path
+  beside the file for local storage, its ``https://`` address for object storage), a ``cr:FileSet``
+  ``parts-checked`` contained in every FileObject, and a ``cr:FileSet`` ``parts`` listing the parts at
+  ``parts/<split>/<ordinal>-<sha256>.parquet`` (:func:`part_link_name`) beside the file. mlcroissant
+  reads columns only through a FileSet in the JSON-LD's own folder, so the registry keeps those paths
+  as links next to the Croissant (local storage; never in Git) and ``coralord export`` lays any version
+  out the same way anywhere. The ordinal keeps the version's row order; parts never mix splits.
+- ``recordSet``: ``part_files`` (reading it downloads every FileObject, so mlcroissant checks every
+  sha256), ``records`` with one field per column (``extract.column``; the split from the part's path by a
+  regex, so split filters and TFDS select parts), ``splits`` (``cr:Split`` with the standard split
+  URLs) and one ``sc:Enumeration`` per categorical column.
+- ``prov:wasDerivedFrom`` / ``prov:wasGeneratedBy`` with the IRIs of the versions it comes from, and
+  statistics, pipeline and environment in the ``coralord:`` namespace.
+
+mlcroissant reads a whole version split by split in the order of the split folders' names; each split
+in row order.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from coralord_dagster.errors import CroissantError
-from coralord_dagster.model import DatasetInfo, Manifest, ParentRef, SourceRecord, json_text
+from coralord_dagster.model import DatasetInfo, Manifest, ParentRef, PartRef, SourceRecord, json_text
 
 __all__ = ["DatasetInfo", "build_croissant", "dumps", "part_link_name", "trim_parts", "validate"]
 
@@ -92,9 +99,27 @@ for _term in ("statistics", "changes", "environment", "files", "fingerprint", "s
     CONTEXT[f"coralord:{_term}"] = {"@id": f"coralord:{_term}", "@type": "@json"}
 
 
-def part_link_name(ordinal: int, sha256: str) -> str:
-    """Relative path of a part next to the Croissant (``parts/00000-<sha256>.parquet``)."""
-    return f"parts/{ordinal:05d}-{sha256}.parquet"
+def part_link_name(ordinal: int, sha256: str, split: str | None = None) -> str:
+    """Path of a part beside the Croissant: ``parts/<split>/00000-<sha256>.parquet`` (no ``<split>/``
+    for a dataset without splits). A consumer finds a part's split in its path."""
+    return f"parts/{split + '/' if split else ''}{ordinal:05d}-{sha256}.parquet"
+
+
+def part_link_names(parts: list[PartRef]) -> list[str]:
+    return [part_link_name(i, p.sha256, p.split) for i, p in enumerate(parts)]
+
+
+#: The standard Croissant split of a split name (others get a coralord IRI of their own).
+STANDARD_SPLITS = {
+    "train": "cr:TrainingSplit",
+    "training": "cr:TrainingSplit",
+    "validation": "cr:ValidationSplit",
+    "valid": "cr:ValidationSplit",
+    "val": "cr:ValidationSplit",
+    "dev": "cr:ValidationSplit",
+    "test": "cr:TestSplit",
+    "testing": "cr:TestSplit",
+}
 
 
 def version_iri(name: str, version: str) -> str:
@@ -190,15 +215,18 @@ def build_croissant(
     info: DatasetInfo,
     table: pa.Table,
     *,
-    local_links: bool,
+    part_urls: list[str] | None = None,
     date_published: str,
     stats: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Croissant 1.1 JSON-LD of ``manifest`` (``table`` is the version's data, for statistics).
 
-    ``local_links``: parts are reachable as ``parts/…`` links beside the file (local storage); else
-    each FileObject's ``contentUrl`` is the part's storage URL.
+    ``part_urls``: each part's ``contentUrl`` (an ``https://`` address of object storage); None: the
+    parts are read beside the file, at :func:`part_link_name` (local storage, and every export).
     """
+    links = part_link_names(manifest.parts)
+    urls = part_urls or links
+    remote = part_urls is not None
     files: list[dict[str, Any]] = []
     for i, part in enumerate(manifest.parts):
         files.append(
@@ -206,57 +234,58 @@ def build_croissant(
                 "@type": "cr:FileObject",
                 "@id": f"part-{i:05d}",
                 "name": f"part-{i:05d}",
-                "contentUrl": part_link_name(i, part.sha256) if local_links else part.url,
+                "contentUrl": urls[i],
                 "contentSize": f"{part.bytes} B",
                 "encodingFormat": "application/x-parquet",
                 "sha256": part.sha256,
                 "coralord:rows": part.rows,
+                **({"coralord:split": part.split} if part.split else {}),
             }
         )
-    files.append(
+    files += [
+        {
+            "@type": "cr:FileSet",
+            "@id": CHECKED,
+            "name": CHECKED,
+            "description": "Every part read through its FileObject, so that its sha256 is checked.",
+            "encodingFormat": "application/x-parquet",
+            "containedIn": [{"@id": f"part-{i:05d}"} for i in range(len(manifest.parts))],
+            # mlcroissant caches a downloaded file under a name without its suffix
+            "includes": "*" if remote else "*.parquet",
+        },
         {
             "@type": "cr:FileSet",
             "@id": "parts",
             "name": "parts",
-            "description": "All parts of this version, in row order.",
+            "description": "All parts of this version, in row order, beside this file (coralord export "
+            "puts them there).",
             "encodingFormat": "application/x-parquet",
-            "includes": [part_link_name(i, p.sha256) for i, p in enumerate(manifest.parts)],
+            "includes": links,
+        },
+    ]
+    # mlcroissant checks a FileObject's sha256 only when a record set it reads needs that file: reading
+    # these records checks every part (the rows themselves are read through `parts`, which mlcroissant
+    # reads only beside the file: a FileSet inside FileObjects gets no column reader).
+    record_sets: list[dict[str, Any]] = [
+        {
+            "@type": "cr:RecordSet",
+            "@id": PART_FILES,
+            "name": PART_FILES,
+            "description": "One record per part; reading them checks every part's sha256.",
+            "field": [
+                {
+                    "@type": "cr:Field",
+                    "@id": f"{PART_FILES}/filename",
+                    "name": "filename",
+                    "dataType": "sc:Text",
+                    "source": {"fileSet": {"@id": CHECKED}, "extract": {"fileProperty": "filename"}},
+                }
+            ],
         }
+    ]
+    split_in_path = bool(
+        info.split_column and info.split_names and manifest.parts and all(p.split for p in manifest.parts)
     )
-
-    record_sets: list[dict[str, Any]] = []
-    if local_links:
-        files.insert(  # before `parts`, which stays the last entry
-            len(files) - 1,
-            {
-                "@type": "cr:FileSet",
-                "@id": CHECKED,
-                "name": CHECKED,
-                "description": "Every part read through its FileObject, so that its sha256 is checked.",
-                "encodingFormat": "application/x-parquet",
-                "containedIn": [{"@id": f"part-{i:05d}"} for i in range(len(manifest.parts))],
-                "includes": "*.parquet",
-            },
-        )
-        # mlcroissant checks a FileObject's sha256 only when a record set it reads needs that file:
-        # reading these records checks every part (the rows themselves are read through `parts`).
-        record_sets.append(
-            {
-                "@type": "cr:RecordSet",
-                "@id": PART_FILES,
-                "name": PART_FILES,
-                "description": "One record per part; reading them checks every part's sha256.",
-                "field": [
-                    {
-                        "@type": "cr:Field",
-                        "@id": f"{PART_FILES}/filename",
-                        "name": "filename",
-                        "dataType": "sc:Text",
-                        "source": {"fileSet": {"@id": CHECKED}, "extract": {"fileProperty": "filename"}},
-                    }
-                ],
-            }
-        )
 
     stats = stats if stats is not None else column_statistics(table)
     fields: list[dict[str, Any]] = []
@@ -278,8 +307,14 @@ def build_croissant(
             "coralord:statistics": stats.get(f.name, {}),
         }
         if f.name == info.split_column and info.split_names:
-            entry["dataType"] = ["sc:Text", "cr:Split"]
             entry["references"] = {"field": {"@id": "splits/name"}}
+            if split_in_path:  # the split of a part is in its path: consumers filter parts by it
+                names = "|".join(re.escape(n) for n in info.split_names)
+                entry["source"] = {
+                    "fileSet": {"@id": "parts"},
+                    "extract": {"fileProperty": "fullpath"},
+                    "transform": {"regex": f"^parts/({names})/.*\\.parquet$"},
+                }
         elif col.get("categories"):
             enum = f"{f.name}_classes"
             entry["references"] = {"field": {"@id": f"{enum}/index"}}
@@ -316,8 +351,22 @@ def build_croissant(
                 "description": "The dataset's splits.",
                 "dataType": "cr:Split",
                 "key": {"@id": "splits/name"},
-                "field": [{"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"}],
-                "data": [{"splits/name": n} for n in info.split_names],
+                "field": [
+                    {"@type": "cr:Field", "@id": "splits/name", "name": "name", "dataType": "sc:Text"},
+                    {
+                        "@type": "cr:Field",
+                        "@id": "splits/url",
+                        "name": "url",
+                        "dataType": ["sc:URL", "cr:Split"],
+                    },
+                ],
+                "data": [
+                    {
+                        "splits/name": n,
+                        "splits/url": STANDARD_SPLITS.get(n.lower(), f"{CORALORD_NS}split/{n}"),
+                    }
+                    for n in info.split_names
+                ],
             },
         )
     record_sets.append(

@@ -252,11 +252,27 @@ class Environment(_Model):
         return v
 
 
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 class Splits(_Model):
     """How the dataset's rows are split (train/test/...)."""
 
     column: str = Field("split", description="Column holding each row's split name.")
     names: list[str] = Field(min_length=1, description="The split names, e.g. [train, test].")
+
+    @field_validator("names")
+    @classmethod
+    def _path_safe(cls, v: list[str]) -> list[str]:
+        # A split name is a folder of the version's parts (``parts/<split>/…``) and a Croissant regex.
+        bad = [n for n in v if not SPLIT_NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(
+                f"split names {bad} are not plain names: use letters, digits, '_' and '-' (e.g. train)"
+            )
+        if len(set(v)) != len(v):
+            raise ValueError(f"split names {v} repeat a name")
+        return v
 
 
 class ColumnInfo(_Model):

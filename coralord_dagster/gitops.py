@@ -140,13 +140,12 @@ class Git:
         parent: str | None,
         folder: str,
         files: Mapping[str, bytes],
-        links: Mapping[str, str],
         *,
         keep: str | None,
         message: str,
     ) -> tuple[str, str]:
-        """Write the commit replacing ``folder`` (but its ``keep`` subfolder) by ``files`` and symlinks
-        ``links``; returns (commit id, staging ref). Nothing but the staging ref points at it."""
+        """Write the commit replacing ``folder`` (but its ``keep`` subfolder) by ``files``; returns
+        (commit id, staging ref). Nothing but the staging ref points at it."""
         ref = f"{STAGING}/{uuid.uuid4().hex}"
         old: list[str] = []
         if parent is not None:
@@ -162,9 +161,6 @@ class Git:
         out += [b"D %s\n" % _quote(p) for p in old]
         for rel, data in files.items():
             out.append(b"M 100644 inline %s\ndata %d\n%s\n" % (_quote(f"{folder}/{rel}"), len(data), data))
-        for rel, target in links.items():
-            t = os.fsencode(target)
-            out.append(b"M 120000 inline %s\ndata %d\n%s\n" % (_quote(f"{folder}/{rel}"), len(t), t))
         out.append(b"done\n")
         marks = self.path / ".git" / "coralord" / f"marks-{uuid.uuid4().hex}"
         marks.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,10 @@ class PartDigests(_Model):
     chunks: list[str]
 
 
+#: Consecutive rows of a version cut into parts on their own: (offset, rows, split name or None).
+Segment = tuple[int, int, str | None]
+
+
 class PartRef(_Model):
     """One stored part, as listed in a manifest (``stats``: column → [min, max], for pruning)."""
 
@@ -65,6 +69,7 @@ class PartRef(_Model):
     bytes: int = Field(gt=0)
     stats: dict[str, list[Any]] | None = None
     digests: PartDigests | None = None
+    split: str | None = Field(None, description="The split all of the part's rows are in, if any.")
 
     @model_validator(mode="after")
     def _url_names_this_part(self) -> PartRef:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +40,7 @@ from coralord_dagster.model import (
     Manifest,
     PartRef,
     Provenance,
+    Segment,
     encode_schema,
     schema_fields,
 )
@@ -45,7 +48,7 @@ from coralord_dagster.naming import FIRST_VERSION, Bump, SemVer, tag_name, valid
 from coralord_dagster.registry import Registry, VersionInfo, dataset_dir
 from coralord_dagster.store import PartStore, WriteStats
 from coralord_dagster.tempdirs import private_tempdir, remove_orphans
-from coralord_dagster.versioning import classify
+from coralord_dagster.versioning import classify, kept_rows
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +139,13 @@ class _Analysed:
     produced_as: str
     metrics: dict[str, float]
     info: DatasetInfo
+    segments: list[Segment] | None = None  # the rows of each split, cut into parts on their own
 
 
 @dataclass(frozen=True)
 class _Written:
     chunking: Chunking
+    hashes: np.ndarray  # one per row, by the chunking's row hash
     rows_digest: str
     parts: list[PartRef]
     stats: WriteStats
@@ -199,7 +204,7 @@ class Publisher:
         try:
             for attempt in retrying:
                 with attempt:
-                    plan = self._decide(draft)
+                    plan = self._decide(draft, analysed, written)
                     if plan.bump is None:
                         return self._unchanged(plan, written.stats)
                     manifest, doc, files, links = self._render(plan, draft, analysed, written)
@@ -238,15 +243,23 @@ class Publisher:
         with ThreadPoolExecutor(max_workers=1) as pool:
             column_stats_job = pool.submit(cr.column_statistics, a.table)
             hashes = chunking.hashes(a.table)
-            parts, stats = self.store.write_table(a.table, chunking, hashes, dictionary_columns(a.table))
+            parts, stats = self.store.write_table(
+                a.table, chunking, hashes, dictionary_columns(a.table), a.segments
+            )
             column_stats = column_stats_job.result()
-        return _Written(chunking, rows_digest(hashes), parts, stats, column_stats)
+        return _Written(chunking, hashes, rows_digest(hashes), parts, stats, column_stats)
 
-    def _decide(self, draft: Manifest) -> _Plan:
+    def _decide(self, draft: Manifest, a: _Analysed, w: _Written) -> _Plan:
         """The version ``draft`` becomes, against the latest version this registry knows."""
         previous = self.registry.latest(draft.name)
-        prev = self.registry.manifest(previous) if previous else None
-        bump, changes = classify(prev, draft, self._rows_digest(prev, draft) if prev else None)
+        if previous is None:
+            bump, changes = classify(None, draft)
+            return _Plan(None, None, bump, changes)
+        prev = self.registry.manifest(previous)
+        old_digest = self._rows_digest(prev, draft)
+        same = old_digest == draft.rows_digest and prev.fields == draft.fields
+        kept = None if same else _kept_digest(prev, a, w)
+        bump, changes = classify(prev, draft, old_digest, kept)
         return _Plan(previous, prev, bump, changes)
 
     def _rows_digest(self, m: Manifest, draft: Manifest) -> str:
@@ -287,21 +300,21 @@ class Publisher:
             changes=plan.changes,
             previous=prev.ref if prev else None,
         )
+        local = self.store.is_local
         doc = cr.build_croissant(
             manifest,
             a.info,
             a.table,
-            local_links=self.store.is_local,
+            part_urls=None if local else [self.store.http_url(p.sha256) or p.url for p in w.parts],
             date_published=manifest.created[:10],
             stats=w.column_stats,
         )
         files = {"manifest.json": manifest.dumps().encode(), "croissant.json": cr.dumps(doc).encode()}
         if a.info.descriptor_text is not None:
             files["descriptor.yaml"] = a.info.descriptor_text.encode()
+        names = cr.part_link_names(w.parts)
         links = (
-            {cr.part_link_name(i, p.sha256): self.store.part_path(p.sha256) for i, p in enumerate(w.parts)}
-            if self.store.is_local
-            else {}
+            {n: self.store.part_path(p.sha256) for n, p in zip(names, w.parts, strict=True)} if local else {}
         )
         return manifest, doc, files, links
 
@@ -374,9 +387,24 @@ def analyse(data: Any, info: DatasetInfo, provenance: Provenance) -> _Analysed:
     if provenance.environment is not None:
         info = replace(info, environment=provenance.environment)
     table, produced_as = to_arrow(data)
+    segments: list[Segment] | None = None
     if info.split_column and info.split_names:
         _check_splits(table, info)
-    return _Analysed(table, produced_as, metrics, info)
+        table, segments = group_by_split(table, info.split_column, info.split_names)
+    return _Analysed(table, produced_as, metrics, info, segments)
+
+
+def _kept_digest(previous: Manifest, a: _Analysed, w: _Written) -> str | None:
+    """The digest of the new rows that hold ``previous``'s rows if the new version only added to it
+    (the first rows of each of its splits, its columns only); None when there are no such rows."""
+    positions = kept_rows(previous, a.segments, a.table.num_rows)
+    columns = [f["name"] for f in previous.fields]
+    if positions is None or not set(columns) <= set(a.table.column_names):
+        return None
+    if columns == a.table.column_names:
+        return rows_digest(w.hashes[positions])
+    kept = a.table.select(columns).take(pa.array(positions))
+    return rows_digest(hash_rows(kept, w.chunking.row_hash))
 
 
 def draft_manifest(a: _Analysed, w: _Written, provenance: Provenance) -> Manifest:
@@ -415,6 +443,32 @@ def _check_splits(table: pa.Table, info: DatasetInfo) -> None:
             f"{info.name}: rows have split values {unknown} not declared in 'splits.names' "
             f"{list(info.split_names)}"
         )
+
+
+def group_by_split(table: pa.Table, column: str, names: Sequence[str]) -> tuple[pa.Table, list[Segment]]:
+    """The rows grouped by split, and each split's (offset, rows, name): parts never mix splits, so
+    that a consumer reads one split by its parts' paths (Croissant split filters, TFDS).
+
+    Rows whose splits are already contiguous stay where they are; otherwise the rows are ordered by
+    the declared split order, each split keeping its rows' order.
+
+    >>> t = pa.table({"split": ["test", "train", "test"], "x": [1, 2, 3]})
+    >>> grouped, segments = group_by_split(t, "split", ["train", "test"])
+    >>> grouped.column("x").to_pylist(), segments
+    ([2, 1, 3], [(0, 1, 'train'), (1, 2, 'test')])
+    """
+    if table.num_rows == 0:
+        return table, []
+    codes = pc.index_in(table.column(column), pa.array(list(names), pa.string())).to_numpy(
+        zero_copy_only=False
+    )
+    starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+    if len(set(codes[starts].tolist())) != len(starts):  # a split in more than one run of rows
+        order = np.argsort(codes, kind="stable")
+        table, codes = table.take(pa.array(order)), codes[order]
+        starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+    ends = [*starts[1:].tolist(), table.num_rows]
+    return table, [(int(a), int(b - a), names[int(codes[a])]) for a, b in zip(starts, ends, strict=True)]
 
 
 def dictionary_columns(table: pa.Table, sample_rows: int = 65536) -> list[str]:

@@ -6,7 +6,7 @@ Layout (a contract)::
     datasets/<name>/descriptor.yaml
     datasets/<name>/manifest.json
     datasets/<name>/croissant.json
-    datasets/<name>/parts/…              links to the parts (local storage), for Croissant readers
+    datasets/<name>/parts/…              links to the parts (local storage; not in Git), for mlcroissant
     datasets/<name>/subsets/<subset>/…   the same per subset
 
 Writes happen under one inter-process lock (:mod:`coralord_dagster.locking`) and through Git plumbing
@@ -223,6 +223,14 @@ class Registry:
             "only beside the publisher's registry; set CORALORD_STORAGE to the storage URL"
         )
 
+    def public_url(self) -> str | None:
+        """``[storage] public_url`` from ``coralord.toml``: where consumers fetch the parts over HTTP."""
+        storage = self.config.get("storage", {})
+        url = storage.get("public_url") if isinstance(storage, dict) else None
+        if url is not None and not isinstance(url, str):
+            raise ConfigError(f"{self.path / CONFIG_FILE}: [storage] public_url must be a string URL")
+        return url or None
+
     def _origin_remote(self) -> str | None:
         try:
             return (
@@ -306,28 +314,6 @@ class Registry:
             raise IntegrityError(
                 f"{version.tag}: manifest.json is invalid (the registry is damaged or was edited): {e}"
             ) from None
-
-    def export(self, version: VersionInfo, dest: Path | str) -> Path:
-        """Write the dataset's folder at ``version`` (files and part links, no subsets) to ``dest``."""
-        dest = Path(dest)
-        prefix = dataset_dir(version.name)
-        tree = self.repo.commit(version.tag).tree / prefix
-        for item in tree.traverse():
-            if not isinstance(item, git.Blob):
-                continue
-            rel = str(item.path)[len(prefix) + 1 :]
-            if rel.startswith("subsets/"):
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            data = item.data_stream.read()
-            if item.mode == 0o120000:
-                if target.is_symlink() or target.exists():
-                    target.unlink()
-                target.symlink_to(data.decode())
-            else:
-                target.write_bytes(data)
-        return dest
 
     # ----------------------------------------------------------------- writing
     @contextmanager
@@ -455,7 +441,7 @@ class Registry:
                 )
             parent = self.git.rev("refs/heads/main")
             keep = None if "/" in name else "subsets"  # a dataset's subsets are versioned on their own
-            commit, staging = self.git.stage_commit(parent, folder, files, links, keep=keep, message=message)
+            commit, staging = self.git.stage_commit(parent, folder, files, keep=keep, message=message)
             faults.reached("objects")
             tag_object = self.git.make_tag(commit, tag, message)
             faults.reached("tagged")
@@ -490,10 +476,43 @@ class Registry:
             self.git.update_refs(updates)
             faults.reached("refs")
             self._refresh_worktree()
+            self._place_links(folder, links)
             self.git.maintain()
         except GitFailure as e:
             raise RegistryError(f"cannot commit {tag} to registry {self.path}: {e.summary}") from None
         return commit
+
+    def _place_links(self, folder: str, links: Mapping[str, str]) -> None:
+        """Put the version's part links beside its Croissant in the working tree (never in Git: they
+        name paths on this machine), replacing the previous version's, so that mlcroissant reads the
+        registry's Croissant here. Anywhere else, ``coralord export`` lays the parts out the same way."""
+        exclude = self.path / ".git" / "info" / "exclude"
+        pattern = "/datasets/**/parts/"
+        text = exclude.read_text() if exclude.exists() else ""
+        if pattern not in text.splitlines():
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(
+                exclude, (text + ("" if text.endswith("\n") or not text else "\n") + pattern + "\n").encode()
+            )
+        base = self.path / folder
+        fresh = base / f".parts-{uuid.uuid4().hex[:12]}"
+        old = base / f".parts-old-{uuid.uuid4().hex[:12]}"
+        try:
+            for rel, target in links.items():
+                link = fresh / Path(rel).relative_to("parts")
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(target)
+            if (base / "parts").exists() or (base / "parts").is_symlink():
+                os.rename(base / "parts", old)
+            if links:
+                os.rename(fresh, base / "parts")
+        except OSError as e:
+            log.warning(
+                "registry %s: part links of %s not placed (%s); use coralord export", self.path, folder, e
+            )
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def default_cache_dir() -> Path:

@@ -27,10 +27,10 @@ import xxhash
 
 from coralord_dagster import faults
 from coralord_dagster.chunking import Chunking, boundaries
-from coralord_dagster.errors import IntegrityError, StorageError
-from coralord_dagster.model import PartDigests, PartRef
+from coralord_dagster.errors import ConfigError, IntegrityError, StorageError
+from coralord_dagster.model import PartDigests, PartRef, Segment
 from coralord_dagster.redact import redact_url as redact
-from coralord_dagster.redact import refuse_url_credentials
+from coralord_dagster.redact import refuse_url_credentials, url_credentials
 from coralord_dagster.retry import (
     backend_options,
     describe,
@@ -41,6 +41,32 @@ from coralord_dagster.retry import (
 )
 
 _REMOTE_READ_DEFAULTS = {"s3": {"default_cache_type": "none"}, "gcs": {"cache_type": "none"}}
+
+
+def _http_base(protocol: str, url: str, options: dict[str, Any]) -> str | None:
+    """The HTTP form of an object store URL: S3 path-style on its endpoint (``options``, then the
+    environment's, else AWS), GCS's public endpoint, or the URL itself for http(s)."""
+    if protocol in ("http", "https"):
+        return url
+    bucket_path = url.split("://", 1)[1] if "://" in url else None
+    if bucket_path is None:
+        return None
+    if protocol in ("s3", "s3a"):
+        endpoint = (
+            options.get("endpoint_url")
+            or (options.get("client_kwargs") or {}).get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        if endpoint and url_credentials(str(endpoint), user_too=True):
+            return None  # never publish an address holding credentials
+        if endpoint:
+            return f"{str(endpoint).rstrip('/')}/{bucket_path}"
+        bucket, _, key = bucket_path.partition("/")
+        return f"https://{bucket}.s3.amazonaws.com{'/' + key if key else ''}"
+    if protocol in ("gs", "gcs"):
+        return f"https://storage.googleapis.com/{bucket_path}"
+    return None
 
 
 def row_group_statistics(meta: pq.FileMetaData, rg: int) -> dict[str, list[Any]]:
@@ -158,14 +184,20 @@ class PartStore:
     True
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, storage_options: dict[str, Any] | None = None, *, public_url: str | None = None
+    ) -> None:
         # Before anything can show or store it: the URL becomes every part's published URL, and s3fs would
         # take "KEY:SECRET@bucket" for a bucket name and repeat it in its errors.
         refuse_url_credentials(url, "storage URL", user_too=True)
+        refuse_url_credentials(public_url, "storage public_url", user_too=True)
+        if public_url is not None and not public_url.startswith(("https://", "http://")):
+            raise StorageError(f"storage public_url {public_url!r} is not an http(s):// URL")
         self.url = normalize_url(url)
         protocol = fsspec.core.split_protocol(self.url)[0] or "file"
         options = {**_REMOTE_READ_DEFAULTS.get(protocol, {}), **backend_options(protocol)}
         options.update(storage_options or {})
+        self.public_url = public_url.rstrip("/") if public_url else _http_base(protocol, self.url, options)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url, **options)
         except (ImportError, ValueError, TypeError) as e:
@@ -184,6 +216,13 @@ class PartStore:
     def part_url(self, sha256: str) -> str:
         """The part's URL as published in manifests and Croissant files."""
         return f"{self.url}/parts/{sha256[:2]}/{sha256}.parquet"
+
+    def http_url(self, sha256: str) -> str | None:
+        """The part's ``http(s)://`` address, for consumers that fetch it over HTTP (a Croissant's
+        ``contentUrl``); None when the storage has none (a local folder)."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/parts/{sha256[:2]}/{sha256}.parquet"
 
     def exists(self, sha256: str, size: int | None = None) -> bool:
         """Whether the part is stored (with ``size`` bytes, when given: a part cut short by a crash
@@ -233,20 +272,26 @@ class PartStore:
         chunking: Chunking | None = None,
         hashes: Any = None,
         dictionary: list[str] | bool = True,
+        segments: Sequence[Segment] | None = None,
     ) -> tuple[list[PartRef], WriteStats]:
         """Cut ``table`` into content-defined parts and store the ones not stored yet.
 
         ``dictionary``: the columns to dictionary-encode (pyarrow's default, all columns, makes files
-        of high-cardinality columns bigger and slower to write).
+        of high-cardinality columns bigger and slower to write). ``segments``: consecutive row ranges
+        (offset, rows, split) cut on their own, so that no part mixes two splits.
         """
         chunking = chunking or Chunking.for_table(table)
         if hashes is None:
             hashes = chunking.hashes(table)
-        spans = boundaries(hashes, chunking) or [(0, 0)]
+        spans: list[tuple[int, int, str | None]] = []
+        for start, rows, split in segments or [(0, table.num_rows, None)]:
+            cut = boundaries(hashes[start : start + rows], chunking)
+            spans += [(start + offset, length, split) for offset, length in cut]
+        spans = spans or [(0, 0, None)]
         stats = WriteStats()
 
-        def write_one(span: tuple[int, int]) -> tuple[PartRef, bool]:
-            data, footer = _serialize(table.slice(*span), dictionary)
+        def write_one(span: tuple[int, int, str | None]) -> tuple[PartRef, bool]:
+            data, footer = _serialize(table.slice(span[0], span[1]), dictionary)
             sha = hashlib.sha256(data).hexdigest()
             fresh = not self.exists(sha, data.size)
             if fresh:
@@ -259,6 +304,7 @@ class PartStore:
                 bytes=data.size,
                 stats=part_statistics(footer) or None,
                 digests=part_digests(data, footer),
+                split=span[2],
             )
             return ref, fresh
 
@@ -304,6 +350,11 @@ class PartStore:
         try:
             return retrying()(func, *args, **kwargs)
         except FileNotFoundError:
+            if self.is_local and not os.path.isdir(self.root):
+                raise ConfigError(
+                    f"{what}: storage folder {self.root} does not exist; if the parts are elsewhere (a "
+                    "clone, moved storage) set CORALORD_STORAGE to their folder"
+                ) from None
             raise IntegrityError(
                 f"{what}: missing from storage {redact(self.url)}; the version cannot be read"
             ) from None

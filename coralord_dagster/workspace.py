@@ -86,7 +86,12 @@ class Workspace:
             reg = Registry.open(location)
         else:
             reg = Registry(location, remote=remote)
-        store = PartStore(storage or reg.storage_url(), storage_options or storage_options_from_env())
+        # The HTTP address consumers fetch parts from (a CDN or a public bucket): the registry's own
+        # setting applies to the registry's own storage only.
+        public_url = os.environ.get("CORALORD_STORAGE_PUBLIC_URL") or (None if storage else reg.public_url())
+        store = PartStore(
+            storage or reg.storage_url(), storage_options or storage_options_from_env(), public_url=public_url
+        )
         cat = Path(
             catalog or os.environ.get("CORALORD_CATALOG") or reg.path / ".git" / "coralord" / "catalog.duckdb"
         )

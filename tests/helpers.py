@@ -195,3 +195,13 @@ def public_s3_source(endpoint: str) -> Any:
         files=("data.csv",),
         options={"storage_options": {"endpoint_url": endpoint}},
     )
+
+
+def in_croissant_order(table: Any, split_column: str = "split") -> Any:
+    """``table``'s rows in the order mlcroissant reads a whole version with splits: split by split in
+    the order of their folders' names (``parts/test/`` before ``parts/train/``), each split in row order."""
+    import pyarrow as pa
+
+    if isinstance(table, pa.Table):
+        table = table.to_pandas()
+    return table.sort_values(split_column, kind="stable").reset_index(drop=True)

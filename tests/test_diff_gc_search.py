@@ -51,10 +51,10 @@ def test_diff_reports_exactly_the_edited_rows(fmnist, ws: Workspace):
     b, edits = edited(base)
     ws.publisher().publish(a, INFO, part_rows=64)
     result = ws.publisher().publish(b, INFO, part_rows=64)
-    assert str(result.version) == "1.1.0"
+    assert str(result.version) == "2.0.0"
     va, vb = (
         open_dataset("fmnist_edits@v1.0.0", workspace=ws),
-        open_dataset("fmnist_edits@v1.1.0", workspace=ws),
+        open_dataset("fmnist_edits@v2.0.0", workspace=ws),
     )
 
     # Independent computation with pandas: rows as multisets, and by key.
@@ -87,7 +87,7 @@ def test_diff_reports_exactly_the_edited_rows(fmnist, ws: Workspace):
             str(ws.registry.path),
             "diff",
             "fmnist_edits@v1.0.0",
-            "fmnist_edits@v1.1.0",
+            "fmnist_edits@v2.0.0",
             "--key",
             "id",
             "--json",
@@ -98,11 +98,11 @@ def test_diff_reports_exactly_the_edited_rows(fmnist, ws: Workspace):
     assert doc["rows"] == {"a": 700, "b": 699, "added": 4, "removed": 5, "changed": 3}
     assert doc["keys"]["changed"] == edits["changed"]
     text = runner.invoke(
-        cli, ["--registry", str(ws.registry.path), "diff", "fmnist_edits@v1.0.0", "v1.1.0", "--key", "id"]
+        cli, ["--registry", str(ws.registry.path), "diff", "fmnist_edits@v1.0.0", "v2.0.0", "--key", "id"]
     )
     assert text.exit_code == 1 and "+4 -5 ~3 rows" in text.output and "changed: 10, 333, 555" in text.output
     same = runner.invoke(
-        cli, ["--registry", str(ws.registry.path), "diff", "fmnist_edits@v1.1.0", "fmnist_edits@v1.1.0"]
+        cli, ["--registry", str(ws.registry.path), "diff", "fmnist_edits@v2.0.0", "fmnist_edits@v2.0.0"]
     )
     assert same.exit_code == 0 and "+0 -0 ~0 rows" in same.output
 

@@ -310,7 +310,7 @@ def test_a_store_change_inside_a_window_rebuilds_that_window_only(
         assert tick(subsets, rebuilt.cursor).run_requests == []  # once per source change
 
     ws = Workspace.open(tmp_path / "registry")
-    assert [str(v.version) for v in ws.registry.versions(f"{NAME}/day2_morning")] == ["1.1.0", "1.0.0"]
+    assert [str(v.version) for v in ws.registry.versions(f"{NAME}/day2_morning")] == ["2.0.0", "1.0.0"]
     assert [str(v.version) for v in ws.registry.versions(f"{NAME}/surface_wind_day1")] == ["1.0.0"]
     changed = open_dataset(f"{NAME}/day2_morning", workspace=ws).to_pandas()
     expected = xr.open_zarr(store, chunks=None).sel(

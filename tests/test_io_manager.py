@@ -75,7 +75,7 @@ def test_downstream_assets_load_latest_or_pinned_versions(
     )
     second = dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources(resource))
     meta = materialization(second, "fashion_mnist").metadata
-    assert meta["coralord/version"].value == "v1.1.0"
+    assert meta["coralord/version"].value == "v2.0.0"  # rows removed: MAJOR
     diff = meta["coralord/diff_json"].value  # the diff against the previous version, row level
     assert diff["rows"]["a"] == 700 and diff["rows"]["b"] == 60 and diff["rows"]["removed"] >= 640
     assert meta["coralord/diff"].value.startswith("+")

@@ -5,6 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from coralord_dagster.client import open_dataset
 from coralord_dagster.croissant import DatasetInfo
 from coralord_dagster.descriptor import load_descriptor
 from coralord_dagster.errors import PipelineError
@@ -13,7 +14,7 @@ from coralord_dagster.use_case import publish_descriptor, run_pipeline
 from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
 
-from .helpers import croissant_records, edit_pipeline, field_values
+from .helpers import croissant_records, edit_pipeline, field_values, in_croissant_order
 
 
 def test_first_publish_is_v1_and_croissant_reads_the_rows(fmnist, ws: Workspace, tmp_path: Path):
@@ -29,8 +30,9 @@ def test_first_publish_is_v1_and_croissant_reads_the_rows(fmnist, ws: Workspace,
     ]
     records = croissant_records(folder / "croissant.json")
     assert len(records) == produced.num_rows == 700
-    assert field_values(records, "label") == produced.column("label").to_pylist()
-    assert field_values(records, "split") == produced.column("split").to_pylist()
+    expected = in_croissant_order(produced)
+    assert field_values(records, "label") == expected.label.tolist()
+    assert field_values(records, "split") == expected.split.tolist()
     assert records[0]["records/image"].size == (28, 28)
 
     doc = json.loads((folder / "croissant.json").read_text())
@@ -46,10 +48,8 @@ def test_first_publish_is_v1_and_croissant_reads_the_rows(fmnist, ws: Workspace,
     assert [c["label_classes/name"] for c in classes][:3] == ["T-shirt/top", "Trouser", "Pullover"]
 
     # The Croissant read at the tag (exported from Git history) yields the same rows.
-    exported = ws.registry.export(ws.registry.latest("fashion_mnist"), tmp_path / "at-tag")
-    assert field_values(croissant_records(exported / "croissant.json"), "label") == field_values(
-        records, "label"
-    )
+    exported = open_dataset("fashion_mnist@v1.0.0", workspace=ws).local_copy(tmp_path / "at-tag")
+    assert field_values(croissant_records(exported), "label") == field_values(records, "label")
 
 
 def test_identical_content_publishes_nothing(fmnist, ws: Workspace):
@@ -60,18 +60,19 @@ def test_identical_content_publishes_nothing(fmnist, ws: Workspace):
     assert [t.name for t in ws.registry.repo.tags] == ["fashion_mnist-v1.0.0"]
 
 
-def test_changed_source_data_is_a_minor_version(fmnist, ws: Workspace, monkeypatch, tmp_path: Path):
+def test_changed_source_data_is_a_major_version(fmnist, ws: Workspace, monkeypatch, tmp_path: Path):
     publish_descriptor(fmnist, ws)
     monkeypatch.setenv(override_variable("fashion_mnist"), str(make_fixture(tmp_path / "new", seed=7)))
     result = publish_descriptor(fmnist, ws)
-    assert str(result.version) == "1.1.0" and result.manifest.bump == "minor"
+    # every record changed: Croissant 1.1 asks for MAJOR when existing data is edited or removed
+    assert str(result.version) == "2.0.0" and result.manifest.bump == "major"
     assert result.manifest.previous.version == "1.0.0"
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    return pa.concat_tables(tables)", "    return pa.concat_tables(tables).slice(1)", "1.1.0"),
+        ("    return pa.concat_tables(tables)", "    return pa.concat_tables(tables).slice(1)", "2.0.0"),
         (
             "    return pa.concat_tables(tables)",
             "    return pa.concat_tables(tables).drop_columns(['split'])",

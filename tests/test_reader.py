@@ -76,7 +76,7 @@ def test_partial_reads_from_s3_read_little_and_cache_everything(s3, tmp_path: Pa
         3, "c2", pa.array(np.where(np.arange(ROWS) == 5, -1, table.column("c2").to_numpy()))
     )
     result = publish_wide(ws, edited)
-    assert str(result.version) == "1.1.0"
+    assert str(result.version) == "2.0.0"
     v2 = open_dataset("wide", columns=["c1", "c2"], where=where, workspace=ws2)
     v2.to_arrow()
     # Only the edited part is new, and it lies outside the window: its statistics rule it out, so

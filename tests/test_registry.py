@@ -87,21 +87,31 @@ def test_missing_registry_is_a_clear_error(tmp_path: Path):
         Registry(tmp_path / "nothing")
 
 
-def test_part_links_are_committed_without_a_loose_object_each(tmp_path: Path):
-    """A version links hundreds of parts: their blobs go into one pack, not one file each."""
+def test_part_links_sit_beside_the_croissant_but_never_in_git(tmp_path: Path):
+    """Links name paths on the publisher's disk: the working tree has them (mlcroissant reads the
+    registry's Croissant there), Git never does, and a new version replaces the old version's links."""
     reg = Registry.init(tmp_path / "reg", storage_url="../storage")
     targets = tmp_path / "storage" / "parts"
     targets.mkdir(parents=True)
-    links = {}
     for i in range(300):
-        (targets / f"{i:04d}.parquet").write_bytes(b"x")
-        links[f"parts/{i}-{i:04d}.parquet"] = str(targets / f"{i:04d}.parquet")
-    with reg.locked():
-        reg.commit_version("ds", SemVer.parse("1.0.0"), {"manifest.json": b"m"}, links, message="ds 1.0.0")
-    loose = [p for p in (reg.path / ".git" / "objects").glob("??/*")]
-    assert len(loose) < 20, len(loose)
-    tree = reg.repo.tags["ds-v1.0.0"].commit.tree / "datasets" / "ds" / "parts"
-    assert len(tree.blobs) == 300 and all(b.mode == 0o120000 for b in tree.blobs)  # symlinks
-    link = reg.path / "datasets" / "ds" / "parts" / "7-0007.parquet"
-    assert link.is_symlink() and link.read_bytes() == b"x"
+        (targets / f"{i:04d}.parquet").write_bytes(b"x%d" % i)
+
+    def commit(version: str, ids: range) -> None:
+        links = {f"parts/train/{i}-{i:04d}.parquet": str(targets / f"{i:04d}.parquet") for i in ids}
+        with reg.locked():
+            reg.commit_version("ds", SemVer.parse(version), {"manifest.json": b"m"}, links, message=version)
+
+    commit("1.0.0", range(300))
+    tree = reg.repo.tags["ds-v1.0.0"].commit.tree / "datasets" / "ds"
+    assert [b.name for b in tree.blobs] == ["manifest.json"] and not tree.trees
+    link = reg.path / "datasets" / "ds" / "parts" / "train" / "7-0007.parquet"
+    assert link.is_symlink() and link.read_bytes() == b"x7"
+    assert reg.repo.git.status("--porcelain") == ""  # the links are not even untracked noise
+
+    commit("1.1.0", range(10, 12))
+    assert sorted(p.name for p in (reg.path / "datasets" / "ds" / "parts" / "train").iterdir()) == [
+        "10-0010.parquet",
+        "11-0011.parquet",
+    ]
+    assert not [p for p in (reg.path / "datasets" / "ds").iterdir() if p.name.startswith(".parts")]
     assert reg.repo.git.fsck("--no-progress") == ""

@@ -78,8 +78,7 @@ def test_subset_files_added_edited_and_removed(fmnist, use_case_copy: Path, tmp_
         edited = tick(defs, instance, resource, quiet.cursor)
         assert [r.partition_key for r in edited.run_requests] == ["bag_or_coat"]
         assert "pullover" not in instance.get_dynamic_partitions(partitions_name("fashion_mnist"))
-        assert "fashion_mnist/bag_or_coat-v2.0.0" not in registry_tags(tmp_path / "reg")
-        assert "fashion_mnist/bag_or_coat-v1.1.0" in registry_tags(tmp_path / "reg")
+        assert "fashion_mnist/bag_or_coat-v2.0.0" in registry_tags(tmp_path / "reg")  # other rows: MAJOR
         assert "fashion_mnist/pullover-v1.0.0" in registry_tags(tmp_path / "reg")
         assert "fashion_mnist/pullover" not in json.loads(edited.cursor)
 
@@ -130,11 +129,11 @@ def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
 
         # Replaced source files: a new parent version, and the subsets follow it (lineage).
         make_fixture(source, seed=11)
-        wait_for_tag(registry, "fashion_mnist-v1.1.0", proc)
+        wait_for_tag(registry, "fashion_mnist-v2.0.0", proc)
         for name in ("pullover", "sneaker"):
-            wait_for_tag(registry, f"fashion_mnist/{name}-v1.1.0", proc)
+            wait_for_tag(registry, f"fashion_mnist/{name}-v2.0.0", proc)
             manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
-            assert manifest.derived_from[0].version == "1.1.0"
+            assert manifest.derived_from[0].version == "2.0.0"
 
 
 def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:

@@ -99,7 +99,7 @@ def test_source_and_code_changes_rebuild_the_dataset(
             "source changed: fashion_mnist/test/0000.parquet, fashion_mnist/train/0000.parquet"
             in run.tags["coralord/reason"]
         )
-        assert "fashion_mnist-v1.1.0" in registry_tags(tmp_path / "reg")
+        assert "fashion_mnist-v2.0.0" in registry_tags(tmp_path / "reg")
         obs = latest_observation(instance)
         assert obs.metadata["coralord/changed"].value is True
 
@@ -116,7 +116,7 @@ def test_source_and_code_changes_rebuild_the_dataset(
         new_code = load_descriptor(use_case_copy).code_version()
         assert new_code in run.tags["coralord/reason"]
         ws = resource.workspace()
-        doc = ws.registry.read_file("fashion_mnist-v1.2.0", "datasets/fashion_mnist/croissant.json")
+        doc = ws.registry.read_file("fashion_mnist-v3.0.0", "datasets/fashion_mnist/croissant.json")
         assert f'"coralord:codeVersion": "{new_code}"' in doc.decode()
 
         # The same change seen again (e.g. a restarted sensor): the run key is the same, Dagster dedupes.
@@ -156,4 +156,4 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
         clock.advance(1.1)
         recovered = tick(defs, instance, resource, first.cursor)
         assert len(recovered.run_requests) == 1
-        assert "fashion_mnist-v1.1.0" in registry_tags(tmp_path / "reg")
+        assert "fashion_mnist-v2.0.0" in registry_tags(tmp_path / "reg")

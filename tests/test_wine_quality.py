@@ -139,6 +139,6 @@ def test_a_changed_download_flows_through_the_stages(wine, tmp_path: Path):
         rows = [e.asset_materialization.metadata["metric/rows"].value for e in events]
     assert len(rows) == 3 and rows[0] == rows[1] < rows[2]  # one point per materialization
     ws = Workspace.open(tmp_path / "registry")
-    assert [str(v.version) for v in ws.registry.versions("wine_quality_stats")] == ["1.1.0", "1.0.0"]
+    assert [str(v.version) for v in ws.registry.versions("wine_quality_stats")] == ["2.0.0", "1.0.0"]
     latest = ws.registry.manifest(ws.registry.latest("wine_quality"))
-    assert latest.derived_from[0].version == "1.1.0"
+    assert latest.derived_from[0].version == "2.0.0"
