@@ -42,6 +42,19 @@ RECORDS = "records"
 PART_FILES = "part_files"  # the record set whose reading checks every part's sha256
 CHECKED = "parts-checked"
 
+#: DDI-CDI's SummaryStatisticType vocabulary, which the Croissant 1.1 spec uses for statistics.
+DDI_STATS = "http://rdf-vocabulary.ddialliance.org/cv/SummaryStatisticType/2.1.2/"
+#: How each column statistic is typed as a Croissant annotation (spec, "Statistics"): the spec's own
+#: terms where it names one (arithmetic mean, maximum; Wikidata's cardinality for a count), else ours.
+STAT_TERMS: dict[str, dict[str, Any]] = {
+    "count": {"dataType": "http://www.wikidata.org/entity/Q4049983"},
+    "mean": {"dataType": "ddi-stats:7975ed0"},
+    "max": {"dataType": "ddi-stats:8321e79", "equivalentProperty": "sc:maxValue"},
+    "min": {"dataType": f"{CORALORD_NS}Minimum", "equivalentProperty": "sc:minValue"},
+    "nulls": {"dataType": f"{CORALORD_NS}NullCount"},
+    "distinct": {"dataType": f"{CORALORD_NS}ApproxDistinctCount"},
+}
+
 CONTEXT: dict[str, Any] = {
     "@language": "en",
     "@vocab": "https://schema.org/",
@@ -87,6 +100,8 @@ CONTEXT: dict[str, Any] = {
     "isArray": "cr:isArray",
     "name": {"@container": "@language"},
     "samplingRate": "cr:samplingRate",
+    "annotation": "cr:annotation",
+    "ddi-stats": DDI_STATS,
     # typed dates, not language-tagged strings
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "prov:endedAtTime": {"@id": "prov:endedAtTime", "@type": "xsd:dateTime"},
@@ -205,6 +220,20 @@ def column_statistics(table: pa.Table) -> dict[str, dict[str, Any]]:
     return out
 
 
+def statistics_annotations(owner: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """``stats`` as Croissant 1.1 annotations of the field or record set ``owner`` (its ``@id``); their
+    ``@id`` is ``<owner>#<stat>``: no field's ``@id`` holds a ``#`` (:func:`field_ids`).
+
+    >>> statistics_annotations("records/x", {"max": 3})[0]["@id"]
+    'records/x#max'
+    """
+    return [
+        {"@type": "cr:Field", "@id": f"{owner}#{stat}", "name": stat, "value": value, **STAT_TERMS[stat]}
+        for stat, value in stats.items()
+        if stat in STAT_TERMS and value is not None
+    ]
+
+
 def _value_counts(table: pa.Table, column: str) -> dict[str, int]:
     counts = pc.value_counts(table.column(column)).to_pylist()
     return {str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
@@ -306,6 +335,8 @@ def build_croissant(
             "coralord:arrowType": str(f.type),
             "coralord:statistics": stats.get(f.name, {}),
         }
+        if stats.get(f.name):
+            entry["annotation"] = statistics_annotations(fid, stats[f.name])
         if f.name == info.split_column and info.split_names:
             entry["references"] = {"field": {"@id": "splits/name"}}
             if split_in_path:  # the split of a part is in its path: consumers filter parts by it
@@ -375,6 +406,7 @@ def build_croissant(
             "@id": RECORDS,
             "name": RECORDS,
             "description": f"The rows of {info.name} v{manifest.version}.",
+            "annotation": statistics_annotations(RECORDS, {"count": manifest.rows}),
             "field": fields,
         }
     )

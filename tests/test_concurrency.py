@@ -89,4 +89,4 @@ def test_concurrent_publishers_of_one_dataset_each_get_a_version(tmp_path: Path)
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     versions = [str(v.version) for v in Registry(registry).versions("shared")]
-    assert versions == ["1.2.0", "1.1.0", "1.0.0"], "each publisher decided against the version before it"
+    assert versions == ["3.0.0", "2.0.0", "1.0.0"], "each publisher decided against the version before it"

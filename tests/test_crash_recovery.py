@@ -510,10 +510,10 @@ def final_checks(
             problems.append(
                 f"{tag}: content id {mine['content_id'][:12]} here, {theirs.get('content_id')} remote"
             )
-    expected = [f"1.{n}.0" for n in range(len(tags))]
+    expected = [f"{n + 1}.0.0" for n in range(len(tags))]  # every publish changes the rows: MAJOR
     versions = [t.rsplit("-v", 1)[1] for t in tags]
     if versions != expected:
-        problems.append(f"versions are not 1.0.0..1.{len(tags) - 1}.0 in steps of one: {versions}")
+        problems.append(f"versions are not 1.0.0..{len(tags)}.0.0 in steps of one: {versions}")
     for before, tag in zip(tags, tags[1:], strict=False):
         prev = manifests[tag].get("previous") or {}
         if (

@@ -115,3 +115,38 @@ def test_mlcroissant_checks_every_parts_sha256(ws: Workspace):
     with pytest.raises(mlc.GenerationError, match=r"Download\(part-00001\)") as e:
         list(mlc.Dataset(jsonld=str(path)).records("part_files"))
     assert "Hash of downloaded file" in str(e.value.__cause__)
+
+
+def test_statistics_are_croissant_annotations(ws: Workspace):
+    """The spec's annotation mechanism ("Statistics"): the row count on the record set, each column's
+    on its field, typed by the spec's vocabulary terms, readable as linked data."""
+    # a column named like a statistic: annotations' @ids never collide with fields'
+    table = pa.table({"x": [1.0, 2.0, 6.0, None], "s": ["a", "b", "b", "c"], "count": [1, 2, 3, 4]})
+    ws.publisher().publish(table, DatasetInfo(name="annotated", description="d", license="CC0-1.0"))
+    doc = json.loads(croissant_of(ws, "annotated").read_text())
+    records = next(rs for rs in doc["recordSet"] if rs["@id"] == "records")
+    assert records["annotation"] == [
+        {
+            "@type": "cr:Field",
+            "@id": "records#count",
+            "name": "count",
+            "value": 4,
+            "dataType": "http://www.wikidata.org/entity/Q4049983",
+        }
+    ]
+    x = {a["name"]: a for a in records["field"][0]["annotation"]}
+    assert x["mean"]["value"] == 3.0 and x["mean"]["dataType"] == "ddi-stats:7975ed0"
+    assert x["max"]["value"] == 6.0 and x["max"]["equivalentProperty"] == "sc:maxValue"
+    assert x["min"]["value"] == 1.0 and x["nulls"]["value"] == 1
+    assert {a["name"] for a in records["field"][1]["annotation"]} == {"count", "distinct", "nulls"}
+    ids = [a["@id"] for f in records["field"] for a in f["annotation"]] + [f["@id"] for f in records["field"]]
+    assert len(ids) == len(set(ids)) and "records/count" in ids and "records#count" not in ids
+    expanded = jsonld.flatten(doc)
+    (mean,) = [n for n in expanded if n.get("@id", "").endswith("records/x#mean")]
+    assert mean[SDO + "value"][0]["@value"] == 3.0
+    assert mean["http://mlcommons.org/croissant/dataType"][0]["@id"] == (
+        "http://rdf-vocabulary.ddialliance.org/cv/SummaryStatisticType/2.1.2/7975ed0"
+    )
+    ds = mlc.Dataset(jsonld=str(croissant_of(ws, "annotated")))
+    assert not ds.metadata.ctx.issues.errors and not ds.metadata.ctx.issues.warnings
+    assert [r["records/x"] for r in ds.records("records")][:3] == [1.0, 2.0, 6.0]

@@ -25,9 +25,10 @@ from coralord_dagster.registry import Registry, dataset_dir
 from coralord_dagster.workspace import Workspace
 
 from .conftest import BIN
-from .croissant_check import assert_croissant_gives
+from .croissant_check import assert_croissant_gives, read_in_subprocess
 from .helpers import unavailable
 from .test_e2e import env_for, fresh_checkout, run_main_job
+from .test_s3 import allow_public_reads
 from .tfds_env import tfds_python
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,40 @@ def versions(registry: Path) -> list[str]:
     refs = [f"{v.name}@v{v.version}" for v in Registry(registry).all_versions()]
     assert len(refs) >= 20 and any("/" in r for r in refs)  # datasets and subsets of every use case
     return refs
+
+
+@pytest.fixture(scope="module")
+def s3_home(
+    s3_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The README's main job with its parts on S3 (moto over HTTP on 127.0.0.1), the parts' prefix
+    readable by anyone as a team publishing open data sets it; yields ``.coralord/`` and the env."""
+    import boto3
+
+    tmp = tmp_path_factory.mktemp("portable-s3")
+    aws = {
+        "AWS_ACCESS_KEY_ID": "portable-key",
+        "AWS_SECRET_ACCESS_KEY": "portable-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+    }
+    s3 = boto3.client("s3", endpoint_url=s3_server, **_boto_credentials(aws))
+    s3.create_bucket(Bucket="portable")
+    allow_public_reads(s3_server, "portable", "registry/parts/", **_boto_credentials(aws))
+    env = env_for(tmp, GIT_CONFIG_GLOBAL=str(tmp / "gitconfig"), GIT_CONFIG_NOSYSTEM="1", **aws)
+    env["CORALORD_STORAGE"] = "s3://portable/registry"
+    env.pop("DAGSTER_HOME")
+    checkout = fresh_checkout(tmp)
+    run_main_job(checkout, env)
+    yield checkout / ".coralord", env
+
+
+def _boto_credentials(aws: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": aws["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": aws["AWS_SECRET_ACCESS_KEY"],
+        "region_name": aws["AWS_DEFAULT_REGION"],
+    }
 
 
 @pytest.fixture
@@ -180,3 +215,34 @@ def test_tfds_croissant_builder_builds_every_split(home: Path, tfds: Path, tmp_p
                 assert values == np.asarray(want.column(f.name), dtype=np.float32).astype(float).tolist()
             else:
                 assert values == want.column(f.name).to_pylist(), (split, f.name)
+
+
+def test_on_s3_every_part_is_an_http_url_and_every_export_gives_the_rows(
+    s3_home: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    home, env = s3_home
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(key, env[key])
+    registry = home / "registry"
+    ws = Workspace.open(registry)
+    assert ws.store.url == "s3://portable/registry"
+    runner = CliRunner()
+    for i, ref in enumerate(versions(registry)):
+        ds = open_dataset(ref, workspace=ws)
+        doc = ds.croissant
+        urls = [d["contentUrl"] for d in doc["distribution"] if d["@type"] == "cr:FileObject"]
+        assert urls == [
+            f"{env['AWS_ENDPOINT_URL']}/portable/registry/parts/{p.sha256[:2]}/{p.sha256}.parquet"
+            for p in ds.manifest.parts
+        ], ref
+        dest = tmp_path / f"export-{i}"
+        result = runner.invoke(cli, ["--registry", str(registry), "export", ref, str(dest)])
+        assert result.exit_code == 0, result.output
+        assert_croissant_gives(dest / "croissant.json", ds.to_arrow(), f"S3 export of {ref}")
+    # The registry's own Croissant, read over HTTP with no credentials: every part's sha256 checks.
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key)
+    croissant = registry / "datasets" / "wine_quality" / "croissant.json"
+    parts = len(json.loads(croissant.read_text())["distribution"]) - 2
+    proc = read_in_subprocess(croissant, "part_files", tmp_path / "croissant-cache")
+    assert proc.returncode == 0 and proc.stdout.split() == [str(parts)], proc.stderr[-2000:]

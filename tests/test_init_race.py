@@ -166,8 +166,8 @@ def test_eight_processes_create_a_registry_all_publishing_one_dataset(tmp_path: 
     registry = tmp_path / "round2" / "registry"
     results = race(tmp_path, registry, ["shared"] * N)
 
-    expected = [f"1.{n}.0" for n in range(N)]
-    assert sorted((r["version"] for r in results), key=lambda v: int(v.split(".")[1])) == expected, (
+    expected = [f"{n + 1}.0.0" for n in range(N)]  # each publisher replaced the rows: MAJOR each time
+    assert sorted((r["version"] for r in results), key=lambda v: int(v.split(".")[0])) == expected, (
         "each publisher got its own version, decided against the one before"
     )
     assert all(r["created"] for r in results)

@@ -21,7 +21,7 @@ from .helpers import asset_of
 STORAGE = "s3://datasets/coralord"
 
 
-def allow_public_reads(endpoint: str, bucket: str, prefix: str) -> None:
+def allow_public_reads(endpoint: str, bucket: str, prefix: str, **credentials: str) -> None:
     """A bucket policy letting anyone GET the parts, as a team publishing open data sets it."""
     import boto3
 
@@ -32,7 +32,7 @@ def allow_public_reads(endpoint: str, bucket: str, prefix: str) -> None:
         "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
     }
     policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-    boto3.client("s3", endpoint_url=endpoint).put_bucket_policy(Bucket=bucket, Policy=policy)
+    boto3.client("s3", endpoint_url=endpoint, **credentials).put_bucket_policy(Bucket=bucket, Policy=policy)
 
 
 def test_publish_fetch_verify_on_s3(fmnist, use_case_copy, s3, tmp_path: Path):

@@ -73,7 +73,8 @@ def make_table(rows: int = 12_000, seed: int = 7) -> pa.Table:
             "label": pa.array([rng.randrange(10) for _ in range(rows)], pa.int64()),
             "value": pa.array([rng.random() for _ in range(rows)], pa.float64()),
             "text": pa.array([f"row {i} {rng.getrandbits(40):x}" for i in range(rows)], pa.string()),
-            "split": pa.array([("train", "test")[i % 5 == 0] for i in range(rows)], pa.string()),
+            # contiguous splits: a version keeps the rows in this order (it groups rows by split)
+            "split": pa.array([("train", "test")[i >= rows * 4 // 5] for i in range(rows)], pa.string()),
         }
     )
 
@@ -263,7 +264,7 @@ def test_storage_down_fails_fast_with_exit_3(faulty_s3: FaultyS3, tmp_path: Path
     assert before == [f"{NAME}-v1.0.0"]
 
     faulty_s3.configure(rate=1.0, kinds=kinds, seed=3)
-    pq.write_table(make_table(rows=4_500), tmp_path / "use_case" / "source" / "table.parquet")  # a v1.1.0
+    pq.write_table(make_table(rows=4_500), tmp_path / "use_case" / "source" / "table.parquet")  # a v2.0.0
     commands = {
         "get": ["get", NAME, "-o", str(tmp_path / "out.parquet")],
         "get --where": ["get", NAME, "--where", WHERE, "-o", str(tmp_path / "some.parquet")],

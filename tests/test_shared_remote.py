@@ -371,7 +371,7 @@ def test_a_push_the_remote_refuses_once_is_retried_or_fails_cleanly(tmp_path: Pa
     else:
         assert remote_tags == {"policy-v1.0.0"}
     third = publish_bounded(clone, storage, remote, 3)
-    expected = "1.2.0" if second else "1.1.0"
+    expected = "3.0.0" if second else "2.0.0"
     assert third.created and str(third.version) == expected, "a refused version is never claimed"
     manifests = content_ids(remote)
     assert manifests[third.tag]["content_id"] == third.manifest.content_id
@@ -396,7 +396,7 @@ def test_a_remote_that_refuses_every_push_fails_clearly_and_poisons_nothing(tmp_
     assert set(git(clone, "tag", "--list").split()) == {"policy-v1.0.0"}, "nothing tagged locally"
     (remote / "hooks" / "pre-receive").unlink()
     after = publish_bounded(clone, storage, remote, 4)
-    assert after.created and str(after.version) == "1.1.0"
-    assert after.manifest.content_id == content_ids(remote)["policy-v1.1.0"]["content_id"]
-    assert set(git(clone, "tag", "--list").split()) == {"policy-v1.0.0", "policy-v1.1.0"}
+    assert after.created and str(after.version) == "2.0.0"
+    assert after.manifest.content_id == content_ids(remote)["policy-v2.0.0"]["content_id"]
+    assert set(git(clone, "tag", "--list").split()) == {"policy-v1.0.0", "policy-v2.0.0"}
     assert_nothing_unpushed(clone, remote)
