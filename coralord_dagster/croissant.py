@@ -110,7 +110,17 @@ CONTEXT: dict[str, Any] = {
 }
 # Our extension payloads are plain data, not graph nodes: as JSON literals they round-trip exactly
 # (and an object of empty lists cannot turn into a self-referencing blank node in mlcroissant).
-for _term in ("statistics", "changes", "environment", "files", "fingerprint", "subset", "metrics", "params"):
+for _term in (
+    "statistics",
+    "changes",
+    "environment",
+    "files",
+    "fingerprint",
+    "subset",
+    "metrics",
+    "params",
+    "checks",
+):
     CONTEXT[f"coralord:{_term}"] = {"@id": f"coralord:{_term}", "@type": "@json"}
 
 
@@ -474,6 +484,8 @@ def build_croissant(
     }
     if manifest.metrics:
         doc["coralord:metrics"] = manifest.metrics
+    if manifest.checks:  # the quality checks this version passed before it was published
+        doc["coralord:checks"] = manifest.checks
     return doc
 
 

@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from coralord_dagster.checks import Checks
 from coralord_dagster.errors import DescriptorError, InvalidNameError, PipelineError
 from coralord_dagster.naming import validate_name
 from coralord_dagster.redact import is_credential_name, masked_credentials
@@ -338,6 +339,9 @@ class SubsetSpec(_Model):
         description="Pipeline parameters (over the dataset's 'params'): the subset is then built by the "
         "pipeline from the source, e.g. a time window of a Zarr store, instead of filtered from the dataset.",
     )
+    checks: Checks | None = Field(
+        None, description="Quality checks each subset version must pass (default: none)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -376,6 +380,12 @@ class Descriptor(_Model):
         "'Params' model when it has one.",
     )
     subsets: list[SubsetSpec] = Field(default_factory=list, description="Subsets (more in subsets/*.yaml).")
+    key: list[str] | None = Field(
+        None, min_length=1, description="Columns identifying a row: diffs are by key, and it must be unique."
+    )
+    checks: Checks = Field(
+        default=Checks(), description="Quality checks a version must pass before it is published."
+    )
 
     @field_validator("pipeline")
     @classmethod
@@ -511,9 +521,11 @@ class LoadedDescriptor:
     def metadata_digest(self) -> str:
         """Hash of what the Croissant shows about the dataset besides its data."""
         meta = self.spec.model_dump(mode="json", exclude={"pipeline", "storage", "source", "params"})
-        for late in ("creator", "publisher"):  # fields added later: absent, they leave digests as they were
+        for late in ("creator", "publisher", "key"):  # fields added later: absent, digests stay as they were
             if meta.get(late) is None:
                 meta.pop(late, None)
+        if not self.spec.checks.declared:
+            meta.pop("checks", None)
         return hashlib.sha256(yaml.safe_dump(meta, sort_keys=True).encode()).hexdigest()[:16]
 
 

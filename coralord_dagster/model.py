@@ -25,6 +25,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from coralord_dagster.checks import Checks
 from coralord_dagster.errors import InvalidNameError
 from coralord_dagster.naming import validate_name
 
@@ -309,6 +310,10 @@ class DatasetInfo:
     environment: dict[str, Any] = field(default_factory=dict)
     descriptor_text: str | None = None
     metadata_digest: str = ""
+    #: the quality checks a version must pass before it is published
+    checks: Checks | None = None
+    #: columns identifying a row (diffs by key)
+    key: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

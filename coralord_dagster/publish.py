@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from coralord_dagster import croissant as cr
 from coralord_dagster import faults
 from coralord_dagster.catalog import Catalog
+from coralord_dagster.checks import CheckResult, Checks, check_table, raise_on_failure
 from coralord_dagster.chunking import Chunking, hash_rows, rows_digest
 from coralord_dagster.errors import (
     CoralordError,
@@ -90,6 +91,8 @@ class Versioned:
     info: DatasetInfo
     provenance: Provenance
     part_rows: int | None = None
+    #: ``info.checks`` already run on ``data`` (by the asset that shows them); None: run at publish
+    check_results: list[CheckResult] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,15 +189,23 @@ class Publisher:
         provenance: Provenance | None = None,
         *,
         part_rows: int | None = None,
+        check_results: list[CheckResult] | None = None,
     ) -> PublishResult:
-        """Publish ``data`` as the next version of ``info.name`` (or report it unchanged)."""
+        """Publish ``data`` as the next version of ``info.name`` (or report it unchanged).
+
+        ``info.checks`` run on the data first (``check_results``: already run on it, e.g. by the Dagster
+        asset that shows them); a failure raises :class:`CheckFailedError` and nothing is written.
+        """
         name = validate_name(info.name)
         provenance = provenance or Provenance()
         remove_orphans()  # temporary folders of killed publishers
         analysed = analyse(data, info, provenance)
         self._sync()
+        if check_results is None:
+            check_results = check_quality(self.registry, analysed.info, analysed.table)
+        raise_on_failure(check_results, name)
         written = self._write_parts(analysed, part_rows)
-        draft = draft_manifest(analysed, written, provenance)
+        draft = draft_manifest(analysed, written, provenance, check_results)
         retrying = Retrying(
             stop=stop_after_attempt(COMMIT_ATTEMPTS),
             wait=wait_exponential_jitter(initial=0.02, max=2.0),
@@ -407,7 +418,25 @@ def _kept_digest(previous: Manifest, a: _Analysed, w: _Written) -> str | None:
     return rows_digest(hash_rows(kept, w.chunking.row_hash))
 
 
-def draft_manifest(a: _Analysed, w: _Written, provenance: Provenance) -> Manifest:
+def analyse_table(v: Versioned) -> pa.Table:
+    """The table a :class:`Versioned` will be published as (rows grouped by split)."""
+    return analyse(v.data, v.info, v.provenance).table
+
+
+def check_quality(registry: Registry, info: DatasetInfo, table: pa.Table) -> list[CheckResult]:
+    """``info``'s declared checks on ``table``; the change limits against the latest version's rows."""
+    checks = info.checks or Checks()
+    if info.key:  # a key identifies a row: it is unique
+        checks = checks.model_copy(update={"unique": [*checks.unique, list(info.key)]})
+    if not checks.declared:
+        return []
+    latest = registry.latest(info.name)
+    return check_table(checks, table, registry.manifest(latest).rows if latest else None)
+
+
+def draft_manifest(
+    a: _Analysed, w: _Written, provenance: Provenance, checks: Sequence[CheckResult] = ()
+) -> Manifest:
     """The manifest before its version is decided."""
     return Manifest(
         format=FORMAT,
@@ -427,6 +456,7 @@ def draft_manifest(a: _Analysed, w: _Written, provenance: Provenance) -> Manifes
         code_version=provenance.code_version,
         run_id=provenance.run_id,
         metrics=a.metrics,
+        checks=[r.to_json() for r in checks],
     )
 
 

@@ -123,6 +123,8 @@ def subset_info(desc: LoadedDescriptor, sub: LoadedSubset, parent: DatasetVersio
         environment=base.environment,
         descriptor_text=sub.text,
         metadata_digest=digest,
+        checks=spec.checks if spec.checks is not None and spec.checks.declared else None,
+        key=base.key if set(base.key) <= set(kept) else (),
     )
 
 

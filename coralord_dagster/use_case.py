@@ -42,6 +42,8 @@ def dataset_info(desc: LoadedDescriptor) -> DatasetInfo:
         environment=s.environment.model_dump(exclude_none=True),
         descriptor_text=desc.text,
         metadata_digest=desc.metadata_digest(),
+        checks=s.checks if s.checks.declared else None,
+        key=tuple(s.key or ()),
     )
 
 

@@ -1,11 +1,14 @@
 """Turn descriptor files into Dagster assets, asset checks and Definitions."""
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from coralord_dagster.checks import CheckFailedError, CheckResult, raise_on_failure
 from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors, load_descriptor
 from coralord_dagster.naming import asset_key_path
@@ -19,11 +22,13 @@ from coralord_dagster.orchestration.subsets import (
     subsets_key,
     subsets_sensor,
 )
-from coralord_dagster.publish import Versioned
+from coralord_dagster.publish import analyse_table, check_quality
 from coralord_dagster.sources import resolve_source
 from coralord_dagster.use_case import build
 
 DATASETS_JOB = "coralord_datasets_job"
+#: The blocking asset check of a dataset's declared checks.
+QUALITY_CHECK = "quality"
 
 
 def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
@@ -38,8 +43,22 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         else source_key(desc.name)
     )
 
+    key = dg.AssetKey(asset_key_path(spec.name))
+    # Declared checks gate the version: they run on the built table before anything is published,
+    # shown as one blocking asset check (a failure fails the run and publishes nothing).
+    gate = [
+        dg.AssetCheckSpec(
+            QUALITY_CHECK,
+            asset=key,
+            blocking=True,
+            description="The descriptor's checks, run before the version is published: "
+            + ", ".join(sorted(spec.checks.model_dump(exclude_defaults=True, by_alias=True))),
+        )
+    ]
+
     @dg.asset(
-        key=asset_key_path(spec.name),
+        key=key,
+        check_specs=gate if spec.checks.declared else None,
         description=spec.description,
         code_version=desc.code_version(),
         deps=[upstream],
@@ -54,22 +73,41 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             **({"coralord/environment": spec.environment.image} if spec.environment.image else {}),
         },
     )
-    def _dataset(context: dg.AssetExecutionContext, coralord: CoralordResource) -> dg.Output[Versioned]:
+    def _dataset(context: dg.AssetExecutionContext, coralord: CoralordResource) -> Iterator[Any]:
         # Re-read the descriptor: a running deployment builds what is on disk now.
         fresh = load_descriptor(desc.path, use_case=desc.use_case)
         runner, environment = environment_runner(context, fresh)
+        workspace = coralord.workspace()
         versioned = build(
-            fresh,
-            context.run_id,
-            context,
-            workspace=coralord.workspace(),
-            runner=runner,
-            environment=environment,
+            fresh, context.run_id, context, workspace=workspace, runner=runner, environment=environment
         )
+        results = check_quality(workspace.registry, versioned.info, analyse_table(versioned))
+        if dg.AssetCheckKey(key, QUALITY_CHECK) in context.selected_asset_check_keys:
+            yield quality_result(key, results)
+        try:
+            raise_on_failure(results, fresh.name)
+        except CheckFailedError as e:  # a failed gate: the run fails, nothing is published
+            raise dg.Failure(description=str(e), allow_retries=False) from None
         # An explicit Output: after a Pipes session (a Docker step) Dagster accepts no bare value.
-        return dg.Output(versioned)
+        yield dg.Output(replace(versioned, check_results=results))
 
     return _dataset
+
+
+def quality_result(key: dg.AssetKey, results: list[CheckResult]) -> dg.AssetCheckResult:
+    """The declared checks' outcome as one asset check result: failed when any check failed."""
+    failed = [r for r in results if not r.passed]
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=QUALITY_CHECK,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(f"{r.name}: {r.message}" for r in failed) or f"{len(results)} check(s) passed",
+        metadata={
+            "coralord/failed": dg.MetadataValue.json([r.name for r in failed]),
+            "coralord/checks": dg.MetadataValue.json([r.to_json() for r in results]),
+        },
+    )
 
 
 def dataset_checks(desc: LoadedDescriptor) -> dg.AssetChecksDefinition:

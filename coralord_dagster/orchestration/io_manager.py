@@ -53,7 +53,13 @@ class CoralordIOManager(dg.ConfigurableIOManager):
             result = (
                 self.coralord.workspace()
                 .publisher()
-                .publish(obj.data, obj.info, obj.provenance, part_rows=obj.part_rows)
+                .publish(
+                    obj.data,
+                    obj.info,
+                    obj.provenance,
+                    part_rows=obj.part_rows,
+                    check_results=obj.check_results,
+                )
             )
             self._report(context, obj.info.name, result, obj.info)
             return
@@ -77,10 +83,11 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         previous = result.manifest.previous
         if result.created and previous:
             ws = self.coralord.workspace()
-            d = diff_versions(
-                open_dataset(f"{name}@v{previous.version}", workspace=ws),
-                open_dataset(f"{name}@v{result.version}", workspace=ws),
-            )
+            a = open_dataset(f"{name}@v{previous.version}", workspace=ws)
+            b = open_dataset(f"{name}@v{result.version}", workspace=ws)
+            # by the descriptor's key when both versions have it, else rows compared whole
+            both = {f["name"] for f in a.manifest.fields} & {f["name"] for f in b.manifest.fields}
+            d = diff_versions(a, b, key=list(info.key) if info.key and set(info.key) <= both else None)
             metadata["coralord/diff"] = d.summary()
             metadata["coralord/diff_json"] = dg.MetadataValue.json(d.to_json())
         context.add_output_metadata(metadata)
