@@ -109,6 +109,7 @@ def test_dagster_cli_materializes_the_asset(tmp_path: Path, fmnist_source: Path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert registry_tags(tmp_path / "registry") == ["fashion_mnist-v1.0.0"]
     assert "published fashion_mnist v1.0.0" in proc.stderr + proc.stdout
+    assert "BetaWarning" not in proc.stderr + proc.stdout  # no beta notice on every command
 
 
 def test_dagster_loads_the_code_location_from_workspace_yaml(tmp_path: Path):

@@ -2,7 +2,6 @@
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors, load_descriptor
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.docker import environment_runner
-from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
+from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager, report
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.orchestration.sources import source_asset, source_key, sources_sensor
 from coralord_dagster.orchestration.subsets import (
@@ -88,8 +87,19 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             raise_on_failure(results, fresh.name)
         except CheckFailedError as e:  # a failed gate: the run fails, nothing is published
             raise dg.Failure(description=str(e), allow_retries=False) from None
-        # An explicit Output: after a Pipes session (a Docker step) Dagster accepts no bare value.
-        yield dg.Output(replace(versioned, check_results=results))
+        # Published here, not by the IO manager: only the asset's own result can carry the data
+        # version, which is the version's content id (the same content, the same data version).
+        result = workspace.publisher().publish(
+            versioned.data,
+            versioned.info,
+            versioned.provenance,
+            part_rows=versioned.part_rows,
+            check_results=results,
+        )
+        yield dg.MaterializeResult(
+            data_version=dg.DataVersion(result.manifest.content_id),
+            metadata=report(context.log, coralord, fresh.name, result, versioned.info),
+        )
 
     return _dataset
 

@@ -73,24 +73,7 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         self._report(context, name, result, info)
 
     def _report(self, context: dg.OutputContext, name: str, result: PublishResult, info: DatasetInfo) -> None:
-        context.log.info(
-            f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
-            f"{result.stats.parts_reused} reused)"
-        )
-        for warning in result.warnings:
-            context.log.warning(warning)
-        metadata = publish_metadata(result, info)
-        previous = result.manifest.previous
-        if result.created and previous:
-            ws = self.coralord.workspace()
-            a = open_dataset(f"{name}@v{previous.version}", workspace=ws)
-            b = open_dataset(f"{name}@v{result.version}", workspace=ws)
-            # by the descriptor's key when both versions have it, else rows compared whole
-            both = {f["name"] for f in a.manifest.fields} & {f["name"] for f in b.manifest.fields}
-            d = diff_versions(a, b, key=list(info.key) if info.key and set(info.key) <= both else None)
-            metadata["coralord/diff"] = d.summary()
-            metadata["coralord/diff_json"] = dg.MetadataValue.json(d.to_json())
-        context.add_output_metadata(metadata)
+        context.add_output_metadata(report(context.log, self.coralord, name, result, info))
 
     @staticmethod
     def _plain_dataset_info(context: dg.OutputContext, name: str, meta: Mapping[str, Any]) -> DatasetInfo:
@@ -122,3 +105,27 @@ class CoralordIOManager(dg.ConfigurableIOManager):
         if wanted is pd.DataFrame or ds.manifest.produced_as == "pandas":
             return table.to_pandas()
         return table
+
+
+def report(
+    log: Any, coralord: CoralordResource, name: str, result: PublishResult, info: DatasetInfo
+) -> dict[str, Any]:
+    """Log a publish and return its materialization metadata, with the row diff against the previous
+    version (by the descriptor's key when both versions have it, else rows compared whole)."""
+    log.info(
+        f"{name}: {result.summary} ({result.stats.parts_written} part(s) written, "
+        f"{result.stats.parts_reused} reused)"
+    )
+    for warning in result.warnings:
+        log.warning(warning)
+    metadata = publish_metadata(result, info)
+    previous = result.manifest.previous
+    if result.created and previous:
+        ws = coralord.workspace()
+        a = open_dataset(f"{name}@v{previous.version}", workspace=ws)
+        b = open_dataset(f"{name}@v{result.version}", workspace=ws)
+        both = {f["name"] for f in a.manifest.fields} & {f["name"] for f in b.manifest.fields}
+        d = diff_versions(a, b, key=list(info.key) if info.key and set(info.key) <= both else None)
+        metadata["coralord/diff"] = d.summary()
+        metadata["coralord/diff_json"] = dg.MetadataValue.json(d.to_json())
+    return metadata

@@ -13,6 +13,7 @@ Identical content still publishes nothing: the run reports "unchanged".
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -52,19 +53,21 @@ def source_asset(desc: LoadedDescriptor) -> dg.SourceAsset:
     """The observable source asset of a dataset (observe it by hand in the UI, too)."""
     source = resolve_source(desc)
 
-    @dg.observable_source_asset(
-        key=source_key(desc.name),
-        group_name=desc.group,
-        description=f"Upstream source of {desc.name}: {source.uri} ({source.kind}).",
-        metadata={"coralord/source": source.uri, "coralord/kind": source.kind},
-    )
     def _source(context: dg.AssetExecutionContext) -> dg.ObserveResult:
         fp = fingerprint(resolve_source(load_descriptor(desc.path, use_case=desc.use_case)))
         return dg.ObserveResult(
             data_version=dg.DataVersion(fp.value), metadata=observation_metadata(fp, None)
         )
 
-    return _source
+    # Observable source assets are beta in Dagster 1.13: said once here, not on every load and command.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset")
+        return dg.observable_source_asset(
+            key=source_key(desc.name),
+            group_name=desc.group,
+            description=f"Upstream source of {desc.name}: {source.uri} ({source.kind}).",
+            metadata={"coralord/source": source.uri, "coralord/kind": source.kind},
+        )(_source)
 
 
 def observation_metadata(fp: Fingerprint, previous: Fingerprint | None) -> dict[str, Any]:
