@@ -32,3 +32,4 @@ def test_identical_rematerializations_have_the_content_id_as_data_version(
     assert data_version(first, "fashion_mnist") == data_version(again, "fashion_mnist") == content_id
     [mat] = again.asset_materializations_for_node("fashion_mnist")
     assert mat.metadata["coralord/status"].value == "unchanged, still v1.0.0"
+    assert mat.metadata["coralord/bump"].value == "none (unchanged)"  # not the first version's "first"

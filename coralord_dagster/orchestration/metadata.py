@@ -33,7 +33,7 @@ def publish_metadata(result: PublishResult, info: DatasetInfo | None = None) -> 
         "coralord/content_id": m.content_id,
         "coralord/commit": result.commit,
         "coralord/new_version": result.created,
-        "coralord/bump": m.bump or "",
+        "coralord/bump": (m.bump or "") if result.created else "none (unchanged)",
         "coralord/changes": dg.MetadataValue.json(m.changes),
         "coralord/parts": len(m.parts),
         "coralord/parts_written": result.stats.parts_written,
