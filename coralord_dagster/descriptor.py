@@ -355,6 +355,23 @@ class SubsetSpec(_Model):
         return v
 
 
+class Freshness(_Model):
+    """How old the latest version may get before Dagster warns, then fails, its freshness."""
+
+    fail_after_hours: float = Field(gt=0, le=24 * 366, description="Fail when older than this.")
+    warn_after_hours: float | None = Field(None, gt=0, description="Warn when older than this.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Freshness:
+        if self.warn_after_hours is not None and self.warn_after_hours >= self.fail_after_hours:
+            raise ValueError("warn_after_hours must be below fail_after_hours")
+        return self
+
+
+_OWNER = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+|team:[A-Za-z0-9_.-]{1,63}")
+_TAG = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+
+
 class Descriptor(_Model):
     """A software-defined dataset."""
 
@@ -386,6 +403,29 @@ class Descriptor(_Model):
     checks: Checks = Field(
         default=Checks(), description="Quality checks a version must pass before it is published."
     )
+    owners: list[str] = Field(
+        default_factory=list, description="Who owns the dataset: emails or 'team:<name>' (Dagster owners)."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Dagster asset tags, e.g. {domain: vision}."
+    )
+    freshness: Freshness | None = Field(None, description="Dagster freshness policy of the latest version.")
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: list[str]) -> list[str]:
+        bad = [o for o in v if not _OWNER.fullmatch(o)]
+        if bad:
+            raise ValueError(f"owners {bad} are neither emails nor 'team:<name>'")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [f"{k}: {t}" for k, t in v.items() if not (_TAG.fullmatch(k) and _TAG.fullmatch(t))]
+        if bad:
+            raise ValueError(f"tags {bad}: keys and values are 1-63 letters, digits, '_', '-' or '.'")
+        return v
 
     @field_validator("pipeline")
     @classmethod
@@ -520,7 +560,9 @@ class LoadedDescriptor:
 
     def metadata_digest(self) -> str:
         """Hash of what the Croissant shows about the dataset besides its data."""
-        meta = self.spec.model_dump(mode="json", exclude={"pipeline", "storage", "source", "params"})
+        # What the Croissant shows: not how the data is made or who is paged about it.
+        operational = {"pipeline", "storage", "source", "params", "owners", "tags", "freshness"}
+        meta = self.spec.model_dump(mode="json", exclude=operational)
         for late in ("creator", "publisher", "key"):  # fields added later: absent, digests stay as they were
             if meta.get(late) is None:
                 meta.pop(late, None)

@@ -43,6 +43,18 @@ MALFORMED = {
     "bad yaml": (BASE + "keywords: [unclosed\n", "invalid YAML"),
     "bad source kind": (BASE.replace("kind: huggingface", "kind: ftp"), "field 'source'"),
     "bad pipeline": (BASE.replace("pipeline: pipeline.py:build", "pipeline: nonsense"), "field 'pipeline'"),
+    "cron out of range": (
+        BASE.replace(
+            "  revision: refs/convert/parquet\n",
+            "  revision: refs/convert/parquet\n  check:\n    cron: '61 * * * *'\n",
+        ),
+        "field 'source.huggingface.check.cron'.*not a cron schedule",
+    ),
+    "split name not a folder": (
+        BASE.replace("names: [train, test]", "names: [train, ../test]"),
+        "field 'splits.names'",
+    ),
+    "bad check": (BASE + "checks:\n  range:\n    label: {min: 9, max: 0}\n", "field 'checks.range.label'"),
 }
 
 

@@ -41,6 +41,14 @@ def test_materialize_publishes_with_metadata_and_is_idempotent(fmnist, use_case_
         assert meta["coralord/croissant"].value["version"] == "1.0.0"
         assert len(meta["coralord/content_id"].value) == 64 and len(meta["coralord/commit"].value) == 40
         assert meta["coralord/storage_url"].value == resource.storage
+        assert isinstance(meta["coralord/storage_url"], dg.PathMetadataValue)  # a local folder
+        assert isinstance(meta["coralord/license"], dg.UrlMetadataValue)
+        assert meta["coralord/license"].value == "https://opensource.org/licenses/MIT"
+        assert isinstance(meta["coralord/source_url"], dg.UrlMetadataValue)
+        assert meta["coralord/size"].value.endswith(" KiB")
+        summary = meta["coralord/summary"].value
+        assert isinstance(meta["coralord/summary"], dg.MarkdownMetadataValue)
+        assert summary.startswith("**fashion_mnist v1.0.0** — published") and "700 rows in" in summary
         [check] = result.get_asset_check_evaluations()
         assert check.passed
 

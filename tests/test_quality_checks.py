@@ -230,3 +230,29 @@ def test_a_subset_files_checks_gate_the_subset(fmnist, use_case_copy: Path, ws: 
     with pytest.raises(CheckFailedError, match=r"fashion_mnist/gated: 1 check\(s\) failed.*rows: 62 rows"):
         publish_subset(desc, sub, ws)
     assert ws.registry.latest("fashion_mnist/gated") is None
+
+
+def test_owners_tags_and_freshness_reach_the_asset_and_leave_versions_alone(
+    fmnist, use_case_copy: Path, ws: Workspace
+):
+    from coralord_dagster.use_case import publish_descriptor
+
+    before = load_descriptor(use_case_copy / "descriptor.yaml")
+    publish_descriptor(before, ws)
+    declare(
+        use_case_copy,
+        "owners: [team:vision, alice@example.com]\ntags: {domain: vision}\n"
+        "freshness: {fail_after_hours: 48, warn_after_hours: 24}\n",
+    )
+    after = load_descriptor(use_case_copy / "descriptor.yaml")
+    assert after.metadata_digest() == before.metadata_digest()  # not what the Croissant says
+    assert not publish_descriptor(after, ws).created
+    asset = asset_of(build_definitions(use_case_copy.parent), "fashion_mnist")
+    spec = next(iter(asset.specs))
+    assert spec.owners == ["team:vision", "alice@example.com"] and spec.tags["domain"] == "vision"
+    assert spec.freshness_policy is not None
+    declare(use_case_copy, "")
+    bad = use_case_copy / "descriptor.yaml"
+    bad.write_text(bad.read_text().replace("alice@example.com", "alice"))
+    with pytest.raises(DescriptorError, match=r"field 'owners'.*neither emails nor 'team:<name>'"):
+        load_descriptor(bad)

@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import dagster as dg
 
 from coralord_dagster.checks import CheckFailedError, CheckResult, raise_on_failure
 from coralord_dagster.client import open_dataset
-from coralord_dagster.descriptor import LoadedDescriptor, discover_descriptors, load_descriptor
+from coralord_dagster.descriptor import Freshness, LoadedDescriptor, discover_descriptors, load_descriptor
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.docker import environment_runner
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager, report
@@ -64,6 +65,9 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         io_manager_key=IO_MANAGER_KEY,
         group_name=desc.group,
         kinds={"parquet", "python"},
+        owners=spec.owners or None,
+        tags=spec.tags or None,
+        freshness_policy=freshness_policy(spec.freshness),
         metadata={
             "coralord/descriptor": dg.MetadataValue.path(str(desc.path)),
             "coralord/source": source.uri,
@@ -102,6 +106,17 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         )
 
     return _dataset
+
+
+def freshness_policy(freshness: Freshness | None) -> dg.FreshnessPolicy | None:
+    """The descriptor's ``freshness`` as Dagster's time-window freshness policy."""
+    if freshness is None:
+        return None
+    warn = freshness.warn_after_hours
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=freshness.fail_after_hours),
+        warn_window=timedelta(hours=warn) if warn is not None else None,
+    )
 
 
 def quality_result(key: dg.AssetKey, results: list[CheckResult]) -> dg.AssetCheckResult:
