@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 import click
 
 from coralord_dagster.client import open_dataset
-from coralord_dagster.descriptor import load_descriptor
+from coralord_dagster.descriptor import discover_descriptors, load_descriptor
 from coralord_dagster.diff import diff_versions
 from coralord_dagster.errors import CoralordError
 from coralord_dagster.garbage import DEFAULT_GRACE_S, collect
 from coralord_dagster.naming import Ref
 from coralord_dagster.redact import redact_url
+from coralord_dagster.status import status
 from coralord_dagster.subsets import check_subset_predicates
 from coralord_dagster.use_case import publish_descriptor
 from coralord_dagster.workspace import Workspace
@@ -210,6 +211,28 @@ def get_cmd(
         f"{r.parts_from_cache}/{r.parts_read} part(s) from cache"
     )
     click.echo(f"{ds.name} v{ds.version} -> {out} ({source})", err=True)
+
+
+@cli.command("status")
+@click.argument("use_cases", type=click.Path(exists=True, file_okay=False), default="use_cases")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def status_cmd(ctx: click.Context, use_cases: str, as_json: bool) -> None:
+    """Whether each dataset and subset declared under USE_CASES is current, and why not.
+
+    A dataset is stale when its source or code differ from what its latest version was built from; a
+    subset when its parent has a newer version or its definition changed. Sources are checked now.
+    """
+    rows = status(_workspace(ctx), discover_descriptors(use_cases))
+    if as_json:
+        _echo_json([r.to_json() for r in rows])
+        return
+    width = max([len(r.name) for r in rows] + [4])
+    click.echo(f"{'NAME':<{width}} {'VERSION':<9} {'STATE':<8} WHY")
+    for r in rows:
+        version = f"v{r.version}" if r.version else "-"
+        click.echo(f"{r.name:<{width}} {version:<9} {r.state:<8} {'; '.join(r.reasons)}")
 
 
 @cli.command("export")

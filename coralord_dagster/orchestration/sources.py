@@ -23,9 +23,11 @@ from croniter import croniter
 
 from coralord_dagster.descriptor import CheckPolicy, LoadedDescriptor, load_descriptor
 from coralord_dagster.errors import CoralordError
+from coralord_dagster.model import Manifest
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.sources import Fingerprint, SourceError, check_many, fingerprint, resolve_source
+from coralord_dagster.status import dataset_reasons
 
 SENSOR_INTERVAL_S = 10
 DATA_VERSION_TAG = "dagster/data_version"
@@ -103,14 +105,10 @@ class _Published:
         content_id = self.ws.registry.manifest(latest).content_id
         return Fingerprint(content_id, {"items": {name: f"v{latest.version} {content_id[:12]}"}})
 
-    def baseline(self, name: str) -> tuple[str | None, str | None]:
-        """Source fingerprint and code version of the latest published version (None if none)."""
+    def manifest(self, name: str) -> Manifest | None:
+        """The manifest of the latest published version (None if none)."""
         latest = self._load().get(name)
-        if latest is None:
-            return None, None
-        manifest = self.ws.registry.manifest(latest)
-        fp = manifest.sources[0].fingerprint if manifest.sources else None
-        return fp, manifest.code_version
+        return self.ws.registry.manifest(latest) if latest is not None else None
 
 
 def sources_sensor(
@@ -225,15 +223,7 @@ def _reasons(
 ) -> list[str]:
     """Why the dataset must be rebuilt; empty when its source and code are what was last built."""
     if previous is None:  # first check since the sensor started: compare with what is published
-        published_fp, published_code = published.baseline(name)
-        if published_fp is None and published_code is None:
-            return ["no version published yet"]
-        reasons = []
-        if published_fp != fp.value:
-            reasons.append("source differs from the published version")
-        if published_code != code:
-            reasons.append(f"code version {published_code} -> {code}")
-        return reasons
+        return dataset_reasons(published.manifest(name), fp.value, code)
     reasons = []
     if previous.value != fp.value:
         reasons.append("source changed: " + ", ".join(fp.changes_from(previous)))

@@ -27,10 +27,9 @@ from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, SUBSETS_OF
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.orchestration.sources import DATA_VERSION_TAG, source_key
 from coralord_dagster.publish import Versioned
+from coralord_dagster.status import SOURCE_CHANGED, subset_reason
 from coralord_dagster.subsets import build_subset, subset_code_version
 from coralord_dagster.workspace import Workspace
-
-SOURCE_CHANGED = "its source changed since it was built"
 
 
 def partitions_name(dataset: str) -> str:
@@ -172,17 +171,8 @@ def _stale(
     parent_version: str,
     observed: str | None = None,
 ) -> str | None:
-    """Why a subset needs a new version now, or None if it is current."""
+    """Why a subset needs a new version now, or None if it is current: a change of its definition (or,
+    for a params subset, of the pipeline) this sensor saw, else what :func:`subset_reason` decides."""
     if seen_code is not None and seen_code != code:
         return "its definition (or, for a params subset, the pipeline) changed"
-    latest = ws.registry.latest(sub.full_name)
-    if latest is None:
-        return "it has no version yet"
-    manifest = ws.registry.manifest(latest)
-    parent = manifest.parent
-    if parent is None or parent.version != parent_version:
-        return f"its parent {sub.dataset} is now v{parent_version}"
-    built_from = manifest.sources[0].fingerprint if manifest.sources else None
-    if sub.spec.params is not None and observed and built_from != observed:
-        return SOURCE_CHANGED
-    return None
+    return subset_reason(ws, sub, parent_version, observed)
