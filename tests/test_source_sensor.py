@@ -143,10 +143,13 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
                 setattr(behaviour, k, v)
             clock.advance(1.1)
             failed = tick(defs, instance, resource, first.cursor)
-            assert not failed.run_requests and "check failed, retrying next tick" in skip(failed)
+            assert not failed.run_requests and "check failed, checking again at its cadence" in skip(failed)
             obs = latest_observation(instance)
             assert "the last version is kept" in obs.metadata["coralord/status"].value
             assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
+            # The next tick within the cadence does not check (nor record a failure) again.
+            quiet = tick(defs, instance, resource, failed.cursor)
+            assert skip(quiet) == "no source due" and latest_observation(instance) == obs
             behaviour.status, behaviour.delay_s = None, 0.0
 
         # Back up with new content: it recovers on its own and publishes.

@@ -42,7 +42,7 @@ def _iso(ts: float) -> str:
 
 
 def is_due(policy: CheckPolicy, last_checked: float | None, now: float) -> bool:
-    """Whether a source should be checked now, given when it was last checked successfully."""
+    """Whether a source should be checked now, given when it was last checked (successfully or not)."""
     if last_checked is None:
         return True
     if policy.cron:
@@ -158,16 +158,18 @@ def sources_sensor(
                 notes.append(f"{desc.name}: {result}")  # not published upstream yet: nothing to do
                 continue
             if isinstance(result, SourceError):
-                # Not marked as checked: retried on the next tick. The last version stays as it is.
-                entry["error"] = str(result)
-                notes.append(f"{desc.name}: check failed, retrying next tick: {result}")
+                # Checked (and failed): the next check comes at the descriptor's cadence, not on every
+                # tick, so a source that is down records one failure per check. The last version stays.
+                entry.update(error=str(result), checked=now)
+                notes.append(f"{desc.name}: check failed, checking again at its cadence: {result}")
                 events.append(
                     dg.AssetObservation(
                         asset_key=source_key(desc.name),
                         metadata={
                             "coralord/checked_at": _iso(now),
                             "coralord/error": str(result),
-                            "coralord/status": "check failed; the last version is kept; retrying next tick",
+                            "coralord/status": "check failed; the last version is kept; checking again "
+                            "at its cadence",
                         },
                     )
                 )
