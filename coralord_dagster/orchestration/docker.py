@@ -45,8 +45,24 @@ def docker_client() -> tuple[Any, str | None]:
         client = docker.from_env(timeout=30)
         client.ping()
     except Exception as e:  # no socket, no permission, engine down: all mean "no Docker here"
-        return None, f"no Docker engine reachable ({type(e).__name__}: {e})"
+        return None, f"no Docker engine reachable: {_why(e)}"
     return client, None
+
+
+def _why(e: Exception) -> str:
+    """Why the Docker engine did not answer, in words (docker-py wraps the cause in long reprs).
+
+    >>> _why(Exception("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))"))
+    'no Docker socket (start an engine, or set DOCKER_HOST)'
+    """
+    text = str(e)
+    if "FileNotFoundError" in text or "No such file" in text:
+        return "no Docker socket (start an engine, or set DOCKER_HOST)"
+    if "PermissionError" in text or "Permission denied" in text:
+        return "permission denied on the Docker socket"
+    if "Connection refused" in text:
+        return "the Docker engine refuses connections"
+    return f"{type(e).__name__}: {text[:200]}"
 
 
 def ensure_image(client: Any, desc: LoadedDescriptor, log: Any = None) -> Any:
