@@ -480,8 +480,9 @@ def build_croissant(
         "coralord:contentId": manifest.content_id,
         "coralord:statistics": dataset_stats,
         "coralord:changes": manifest.changes,
-        "coralord:environment": info.environment or {"image": None},
     }
+    if info.environment:  # the Docker image it ran in (none: the pipeline ran in-process)
+        doc["coralord:environment"] = info.environment
     if manifest.metrics:
         doc["coralord:metrics"] = manifest.metrics
     if manifest.checks:  # the quality checks this version passed before it was published

@@ -95,7 +95,11 @@ def publish_metadata(result: PublishResult, info: DatasetInfo | None = None) -> 
         "coralord/croissant": dg.MetadataValue.json(result.croissant),
         "dagster/row_count": m.rows,
         "dagster/column_schema": column_schema(m.fields, info.columns if info else None),
-        "coralord/environment": dg.MetadataValue.json(result.croissant.get("coralord:environment") or {}),
+        **(
+            {"coralord/environment": dg.MetadataValue.json(env)}
+            if (env := result.croissant.get("coralord:environment"))
+            else {}
+        ),
         # Numbers as plain float entries: the UI plots each across materializations.
         **{f"metric/{k}": dg.MetadataValue.float(float(v)) for k, v in sorted(m.metrics.items())},
     }
