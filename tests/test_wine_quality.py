@@ -137,7 +137,11 @@ def test_a_changed_download_flows_through_the_stages(wine, tmp_path: Path):
         records = instance.fetch_materializations(dg.AssetKey("wine_quality_stats"), limit=10).records
         events = sorted(records, key=lambda r: r.storage_id)
         rows = [e.asset_materialization.metadata["metric/rows"].value for e in events]
+        diff = events[-1].asset_materialization.metadata["coralord/diff_json"].value
     assert len(rows) == 3 and rows[0] == rows[1] < rows[2]  # one point per materialization
+    # by the descriptor's key: the same 36 statistics, changed in place (not 36 removed and 36 added)
+    assert diff["key"] == ["split", "column"], diff
+    assert diff["rows"]["added"] == diff["rows"]["removed"] == 0 and diff["rows"]["changed"] > 0, diff
     ws = Workspace.open(tmp_path / "registry")
     assert [str(v.version) for v in ws.registry.versions("wine_quality_stats")] == ["2.0.0", "1.0.0"]
     latest = ws.registry.manifest(ws.registry.latest("wine_quality"))
