@@ -46,7 +46,16 @@ def __getattr__(name: str) -> object:
         from coralord_dagster import orchestration
 
         return getattr(orchestration, name)
+    if name == "DatasetComponent":
+        from coralord_dagster.components import DatasetComponent
+
+        return DatasetComponent
     raise AttributeError(f"module 'coralord_dagster' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # `dg` lists a registry module's component types from dir(): the lazy ones too.
+    return sorted([*globals(), *_DAGSTER_EXPORTS, "DatasetComponent"])
 
 
 __all__ = [
@@ -55,6 +64,7 @@ __all__ = [
     "CoralordIOManager",
     "CoralordResource",
     "CroissantError",
+    "DatasetComponent",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DatasetVersion",

@@ -163,18 +163,23 @@ def build_definitions(
     *,
     resource: CoralordResource | None = None,
     clock: Callable[[], float] = time.time,
+    io_manager: CoralordIOManager | None = None,
+    scope: str | None = None,
 ) -> dg.Definitions:
     """Definitions for a folder of use cases (``<use_case>/descriptor.yaml``) or loaded descriptors.
 
     Per dataset: its asset and ``parts_intact`` check, its subsets asset and ``<name>_subsets_job``;
     for all: ``coralord_datasets_job`` and the source and subset sensors (running by default, so a
     deployment rebuilds datasets when their source or code changes, and keeps subsets current).
-    ``clock`` tells the source sensor the time (tests pass their own).
+    ``clock`` tells the source sensor the time (tests pass their own). ``scope`` (a dataset's name)
+    suffixes the shared job and sensor names, so that the definitions of several datasets built one at
+    a time (``dg`` components) merge; ``io_manager`` then is the one they share.
     """
+    suffix = f"__{scope}" if scope else ""
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
     dataset_keys = [dg.AssetKey(asset_key_path(d.name)) for d in descriptors]
-    jobs = [dg.define_asset_job(DATASETS_JOB, selection=dg.AssetSelection.assets(*dataset_keys))]
+    jobs = [dg.define_asset_job(DATASETS_JOB + suffix, selection=dg.AssetSelection.assets(*dataset_keys))]
     jobs += [
         dg.define_asset_job(subsets_job_name(d.name), selection=dg.AssetSelection.assets(subsets_key(d.name)))
         for d in descriptors
@@ -187,6 +192,9 @@ def build_definitions(
         ],
         asset_checks=[dataset_checks(d) for d in descriptors],
         jobs=jobs,
-        sensors=[sources_sensor(descriptors, clock), subsets_sensor(descriptors)],
-        resources={"coralord": resource, IO_MANAGER_KEY: CoralordIOManager(coralord=resource)},
+        sensors=[
+            sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}"),
+            subsets_sensor(descriptors, name=f"coralord_subsets{suffix}"),
+        ],
+        resources={"coralord": resource, IO_MANAGER_KEY: io_manager or CoralordIOManager(coralord=resource)},
     )

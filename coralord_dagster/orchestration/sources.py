@@ -112,7 +112,9 @@ class _Published:
 
 
 def sources_sensor(
-    descriptors: Sequence[LoadedDescriptor], clock: Callable[[], float] = time.time
+    descriptors: Sequence[LoadedDescriptor],
+    clock: Callable[[], float] = time.time,
+    name: str = "coralord_sources",
 ) -> dg.SensorDefinition:
     """Checks due sources and code, and requests a dataset run when either changed.
 
@@ -120,7 +122,7 @@ def sources_sensor(
     """
 
     @dg.sensor(
-        name="coralord_sources",
+        name=name,
         asset_selection=[dg.AssetKey(asset_key_path(d.name)) for d in descriptors],
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=SENSOR_INTERVAL_S,

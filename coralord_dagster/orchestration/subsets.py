@@ -86,11 +86,13 @@ def subsets_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
     return _subsets
 
 
-def subsets_sensor(descriptors: list[LoadedDescriptor]) -> dg.SensorDefinition:
+def subsets_sensor(
+    descriptors: list[LoadedDescriptor], name: str = "coralord_subsets"
+) -> dg.SensorDefinition:
     """Registers new subset files as partitions and requests a version for new or edited ones."""
 
     @dg.sensor(
-        name="coralord_subsets",
+        name=name,
         asset_selection=[subsets_key(d.name) for d in descriptors],
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=10,
