@@ -204,13 +204,7 @@ def _accepted(name: str, values: pa.ChunkedArray, accepted: list[Any]) -> CheckR
             name, False, f"the accepted values do not fit the column's type {values.type}: {e}"
         )
     bad = values.filter(pc.and_(pc.invert(pc.is_in(values, allowed)), pc.is_valid(values)))
-    examples = _examples(pc.unique(bad))
-    return CheckResult(
-        name,
-        len(bad) == 0,
-        f"{len(bad)} row(s) outside {accepted}" + (f", e.g. {examples}" if examples else ""),
-        {"rows": len(bad), "examples": examples},
-    )
+    return _outside(name, bad, str(accepted))
 
 
 def _range(name: str, values: pa.ChunkedArray, bounds: Bounds) -> CheckResult:
@@ -225,12 +219,16 @@ def _range(name: str, values: pa.ChunkedArray, bounds: Bounds) -> CheckResult:
     outside = masks[0] if len(masks) == 1 else pc.or_(*masks)
     bad = values.filter(pc.fill_null(outside, False))
     low, high = ("" if v is None else f"{v:g}" for v in (bounds.min, bounds.max))
-    limits = f"[{low}, {high}]"
+    return _outside(name, bad, f"[{low}, {high}]")
+
+
+def _outside(name: str, bad: pa.ChunkedArray, allowed: str) -> CheckResult:
+    """The result of a check that found the values ``bad`` outside what is ``allowed``."""
     examples = _examples(pc.unique(bad))
     return CheckResult(
         name,
         len(bad) == 0,
-        f"{len(bad)} row(s) outside {limits}" + (f", e.g. {examples}" if examples else ""),
+        f"{len(bad)} row(s) outside {allowed}" + (f", e.g. {examples}" if examples else ""),
         {"rows": len(bad), "examples": examples},
     )
 
