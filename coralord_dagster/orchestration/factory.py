@@ -179,11 +179,14 @@ def build_definitions(
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
     dataset_keys = [dg.AssetKey(asset_key_path(d.name)) for d in descriptors]
-    jobs = [dg.define_asset_job(DATASETS_JOB + suffix, selection=dg.AssetSelection.assets(*dataset_keys))]
-    jobs += [
+    datasets_job = dg.define_asset_job(
+        DATASETS_JOB + suffix, selection=dg.AssetSelection.assets(*dataset_keys)
+    )
+    subsets_jobs = [
         dg.define_asset_job(subsets_job_name(d.name), selection=dg.AssetSelection.assets(subsets_key(d.name)))
         for d in descriptors
     ]
+    jobs = [datasets_job, *subsets_jobs]
     return dg.Definitions(
         assets=[
             *(source_asset(d) for d in descriptors if resolve_source(d).kind != "dataset"),
@@ -193,8 +196,9 @@ def build_definitions(
         asset_checks=[dataset_checks(d) for d in descriptors],
         jobs=jobs,
         sensors=[
-            sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}"),
-            subsets_sensor(descriptors, name=f"coralord_subsets{suffix}"),
+            # Runs they start belong to named jobs, not to an anonymous asset selection.
+            sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}", job=datasets_job),
+            subsets_sensor(descriptors, subsets_jobs, name=f"coralord_subsets{suffix}"),
         ],
         resources={"coralord": resource, IO_MANAGER_KEY: io_manager or CoralordIOManager(coralord=resource)},
     )

@@ -115,15 +115,21 @@ def sources_sensor(
     descriptors: Sequence[LoadedDescriptor],
     clock: Callable[[], float] = time.time,
     name: str = "coralord_sources",
+    job: Any = None,  # the job define_asset_job returns
 ) -> dg.SensorDefinition:
     """Checks due sources and code, and requests a dataset run when either changed.
 
-    ``clock`` (seconds since the epoch) decides which sources are due; tests pass their own.
+    ``clock`` (seconds since the epoch) decides which sources are due; tests pass their own. ``job``:
+    the datasets job its runs belong to (each run selects the datasets that changed).
     """
 
     @dg.sensor(
         name=name,
-        asset_selection=[dg.AssetKey(asset_key_path(d.name)) for d in descriptors],
+        **(
+            {"job": job}
+            if job is not None
+            else {"asset_selection": [dg.AssetKey(asset_key_path(d.name)) for d in descriptors]}
+        ),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=SENSOR_INTERVAL_S,
         description="Checks each dataset's upstream source and code; rebuilds the dataset when they change.",

@@ -17,6 +17,8 @@ update that lands in the same tick as the child's own materialization.
 """
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -87,13 +89,16 @@ def subsets_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
 
 
 def subsets_sensor(
-    descriptors: list[LoadedDescriptor], name: str = "coralord_subsets"
+    descriptors: list[LoadedDescriptor],
+    jobs: Sequence[Any],  # the jobs define_asset_job returns
+    name: str = "coralord_subsets",
 ) -> dg.SensorDefinition:
-    """Registers new subset files as partitions and requests a version for new or edited ones."""
+    """Registers new subset files as partitions and requests a version for new or edited ones, as
+    runs of each dataset's subsets job (``jobs``)."""
 
     @dg.sensor(
         name=name,
-        asset_selection=[subsets_key(d.name) for d in descriptors],
+        jobs=jobs,
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=10,
         description="Picks up subset definitions added, edited or removed in a running deployment.",
@@ -140,7 +145,7 @@ def subsets_sensor(
                     dg.RunRequest(
                         run_key=f"{sub.full_name}@{code}@parent-v{parent.version}"
                         + (f"@source-{observed[:16]}" if sub.spec.params is not None and observed else ""),
-                        asset_selection=[subsets_key(desc.name)],
+                        job_name=subsets_job_name(desc.name),
                         partition_key=sub.spec.name,
                         tags={"coralord/reason": reason},
                     )
