@@ -79,6 +79,10 @@ class DatasetScaffolder(dg.Scaffolder[DatasetScaffoldParams]):
             (folder / "pipeline.py").write_text(_PIPELINE)
             (folder / "data").mkdir(exist_ok=True)
             (folder / "data" / "rows.csv").write_text("id,label\n1,a\n2,b\n3,a\n")
+            (folder / "subsets").mkdir(exist_ok=True)  # a file added here later is picked up live
+            (folder / "subsets" / "label_a.yaml").write_text(
+                "description: The rows labelled a.\nwhere: label = 'a'\n"
+            )
         attributes = {"descriptor": request.params.descriptor}
         (folder / "defs.yaml").write_text(
             yaml.safe_dump({"type": request.type_name, "attributes": attributes}, sort_keys=False)

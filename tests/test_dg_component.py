@@ -80,7 +80,13 @@ def test_scaffold_check_list_and_materialize_a_dataset_component(tmp_path: Path)
     assert (folder / "defs.yaml").read_text() == (
         "type: coralord_dagster.DatasetComponent\nattributes:\n  descriptor: descriptor.yaml\n"
     )
-    assert {p.name for p in folder.iterdir()} >= {"defs.yaml", "descriptor.yaml", "pipeline.py", "data"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "defs.yaml",
+        "descriptor.yaml",
+        "pipeline.py",
+        "data",
+        "subsets",
+    }
 
     checked = dg(project, env, "check", "defs")
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr

@@ -153,3 +153,12 @@ def test_dagster_dev_serves_the_asset_with_its_code_version(tmp_path: Path, fmni
         assert nodes, "dagster dev did not serve the code location"
         [node] = [n for n in nodes if n["assetKey"]["path"] == ["fashion_mnist"]]
         assert node["opVersion"] == load_descriptor(FMNIST).code_version()
+
+
+def test_no_empty_subsets_nodes():
+    """Only datasets that declare subsets (inline or a subsets/ folder) have a subsets asset."""
+    from definitions import defs
+
+    keys = {"/".join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"fashion_mnist/subsets", "era5_model_level_wind/subsets", "wine_quality/subsets"} <= keys
+    assert not {"wine_quality_raw/subsets", "wine_quality_stats/subsets"} & keys

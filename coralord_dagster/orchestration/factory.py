@@ -10,7 +10,13 @@ import dagster as dg
 
 from coralord_dagster.checks import CheckFailedError, CheckResult, raise_on_failure
 from coralord_dagster.client import open_dataset
-from coralord_dagster.descriptor import Freshness, LoadedDescriptor, discover_descriptors, load_descriptor
+from coralord_dagster.descriptor import (
+    SUBSETS_DIR,
+    Freshness,
+    LoadedDescriptor,
+    discover_descriptors,
+    load_descriptor,
+)
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.docker import environment_runner
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager, report
@@ -182,23 +188,30 @@ def build_definitions(
     datasets_job = dg.define_asset_job(
         DATASETS_JOB + suffix, selection=dg.AssetSelection.assets(*dataset_keys)
     )
+    # A subsets asset only where subsets are declared (inline, or a subsets/ folder, where new files
+    # appear in a running deployment): no empty nodes for datasets that have none.
+    with_subsets = [d for d in descriptors if d.spec.subsets or (d.folder / SUBSETS_DIR).is_dir()]
     subsets_jobs = [
         dg.define_asset_job(subsets_job_name(d.name), selection=dg.AssetSelection.assets(subsets_key(d.name)))
-        for d in descriptors
+        for d in with_subsets
     ]
     jobs = [datasets_job, *subsets_jobs]
     return dg.Definitions(
         assets=[
             *(source_asset(d) for d in descriptors if resolve_source(d).kind != "dataset"),
             *(dataset_asset(d) for d in descriptors),
-            *(subsets_asset(d) for d in descriptors),
+            *(subsets_asset(d) for d in with_subsets),
         ],
         asset_checks=[dataset_checks(d) for d in descriptors],
         jobs=jobs,
         sensors=[
             # Runs they start belong to named jobs, not to an anonymous asset selection.
             sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}", job=datasets_job),
-            subsets_sensor(descriptors, subsets_jobs, name=f"coralord_subsets{suffix}"),
+            *(
+                [subsets_sensor(with_subsets, subsets_jobs, name=f"coralord_subsets{suffix}")]
+                if with_subsets
+                else []
+            ),
         ],
         resources={"coralord": resource, IO_MANAGER_KEY: io_manager or CoralordIOManager(coralord=resource)},
     )
