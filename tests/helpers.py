@@ -205,3 +205,22 @@ def in_croissant_order(table: Any, split_column: str = "split") -> Any:
     if isinstance(table, pa.Table):
         table = table.to_pandas()
     return table.sort_values(split_column, kind="stable").reset_index(drop=True)
+
+
+def execute_requests(defs: Any, instance: Any, result: Any) -> None:
+    """Run a sensor result's run requests in process, as the daemon would start them."""
+    for run in result.run_requests or []:
+        job = defs.resolve_job_def(run.job_name)
+        assert job.execute_in_process(
+            instance=instance, asset_selection=run.asset_selection, run_config=run.run_config
+        ).success
+
+
+def requested(result: Any) -> list[str]:
+    """The subsets a subsets-sensor result asks to publish: listed assets and new files alike."""
+    names: list[str] = []
+    for run in result.run_requests or []:
+        names += [k.path[-1] for k in run.asset_selection or []]
+        for op in (run.run_config or {}).get("ops", {}).values():
+            names += op["config"]["subsets"]
+    return sorted(names)

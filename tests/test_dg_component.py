@@ -92,7 +92,9 @@ def test_scaffold_check_list_and_materialize_a_dataset_component(tmp_path: Path)
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
     defs = json.loads(dg(project, env, "list", "defs", "--json").stdout)
     assets = {a["asset_key"] for a in defs["assets"]}
-    assert {"my_data", "more_data", "my_data/source", "my_data/subsets"} <= assets, assets
+    assert {"my_data", "more_data", "my_data/source", "my_data/label_a", "more_data/label_a"} <= assets, (
+        assets
+    )
     assert {"coralord_sources__my_data", "coralord_sources__more_data"} <= {
         s["name"] for s in defs["sensors"]
     }

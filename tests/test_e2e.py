@@ -156,9 +156,11 @@ def test_dagster_dev_serves_the_asset_with_its_code_version(tmp_path: Path, fmni
 
 
 def test_no_empty_subsets_nodes():
-    """Only datasets that declare subsets (inline or a subsets/ folder) have a subsets asset."""
+    """Every subset is an asset under its own name; no dataset has an empty subsets node."""
     from definitions import defs
 
     keys = {"/".join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"fashion_mnist/subsets", "era5_model_level_wind/subsets", "wine_quality/subsets"} <= keys
-    assert not {"wine_quality_raw/subsets", "wine_quality_stats/subsets"} & keys
+    assert {"fashion_mnist/pullover", "era5_model_level_wind/day2_morning", "wine_quality/red"} <= keys
+    assert not [k for k in keys if k.endswith("/subsets")]
+    assert {j.name for j in defs.jobs or []} >= {"fashion_mnist_subsets_job", "wine_quality_subsets_job"}
+    assert "wine_quality_stats_subsets_job" not in {j.name for j in defs.jobs or []}

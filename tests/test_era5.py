@@ -20,7 +20,6 @@ from coralord_dagster.client import open_dataset
 from coralord_dagster.descriptor import LoadedDescriptor, load_descriptor, load_subsets
 from coralord_dagster.errors import DescriptorError, PipelineError
 from coralord_dagster.orchestration import CoralordResource, build_definitions
-from coralord_dagster.orchestration.subsets import partitions_name
 from coralord_dagster.registry import dataset_dir
 from coralord_dagster.sources import override_variable
 from coralord_dagster.subsets import publish_subset
@@ -29,7 +28,7 @@ from coralord_dagster.workspace import Workspace
 from use_cases.sodeda_era4.fixture import VARIABLES, make_fixture
 
 from .conftest import REPO
-from .helpers import croissant_records
+from .helpers import croissant_records, execute_requests, requested
 
 ERA5 = REPO / "use_cases" / "sodeda_era4"
 NAME = "era5_model_level_wind"
@@ -151,15 +150,12 @@ def test_a_new_window_file_publishes_without_code_changes_reading_only_its_chunk
         )
         sensor = defs.resolve_sensor_def("coralord_subsets")
         result = sensor(dg.build_sensor_context(instance=instance, resources={"coralord": resource}))
-        assert "night_of_day3" in result.dynamic_partitions_requests[0].partition_keys
-        instance.add_dynamic_partitions(
-            partitions_name(NAME), result.dynamic_partitions_requests[0].partition_keys
-        )
-        [request] = [r for r in result.run_requests if r.partition_key == "night_of_day3"]
+        # The window files known at load are one run of the subsets job; the new file another.
+        assert [r.job_name for r in result.run_requests] == [f"{NAME}_subsets_job", f"{NAME}_new_subsets_job"]
+        execute_requests(defs, instance, dg.SensorResult(run_requests=result.run_requests[:1]))
         CountingFileSystem.reads.clear()
-        job = defs.resolve_job_def(f"{NAME}_subsets_job")
-        assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
-        assert request.job_name == f"{NAME}_subsets_job"  # a run of the named subsets job
+        execute_requests(defs, instance, dg.SensorResult(run_requests=result.run_requests[1:]))
+        assert requested(dg.SensorResult(run_requests=result.run_requests[1:])) == ["night_of_day3"]
 
     # Only the window's chunks were read: 3 times (49..51) x level 130 (index 0) x 2 variables.
     assert chunks_read() == {(v, t, 0) for v in ("vo", "w") for t in (49, 50, 51)}
@@ -273,8 +269,6 @@ def test_a_store_change_inside_a_window_rebuilds_that_window_only(
         )
         for event in result.asset_events or []:
             instance.report_runless_asset_event(event)
-        for request in result.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         return result
 
     with dg.instance_for_test() as instance:
@@ -282,9 +276,7 @@ def test_a_store_change_inside_a_window_rebuilds_that_window_only(
         assert [r.asset_selection for r in first.run_requests] == [[dg.AssetKey(NAME)]]
         assert defs.resolve_job_def("coralord_datasets_job").execute_in_process(instance=instance).success
         built = tick(subsets, None)
-        job = defs.resolve_job_def(f"{NAME}_subsets_job")
-        for request in built.run_requests:
-            assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+        execute_requests(defs, instance, built)
         assert tick(subsets, built.cursor).run_requests == []  # all current
 
         group = zarr.open_group(str(store), mode="r+", zarr_format=2)
@@ -301,12 +293,12 @@ def test_a_store_change_inside_a_window_rebuilds_that_window_only(
         assert mat.metadata["coralord/status"].value == "unchanged, still v1.0.0"  # day 1 is the same
 
         rebuilt = tick(subsets, built.cursor)
-        assert sorted(r.partition_key for r in rebuilt.run_requests) == ["day2_morning", "surface_wind_day1"]
-        assert {r.tags["coralord/reason"] for r in rebuilt.run_requests} == {
-            "its source changed since it was built"
-        }
-        for request in rebuilt.run_requests:
-            assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+        assert requested(rebuilt) == ["day2_morning", "surface_wind_day1"]  # in one run
+        assert rebuilt.run_requests[0].tags["coralord/reason"] == (
+            "day2_morning: its source changed since it was built; "
+            "surface_wind_day1: its source changed since it was built"
+        )
+        execute_requests(defs, instance, rebuilt)
         assert tick(subsets, rebuilt.cursor).run_requests == []  # once per source change
 
     ws = Workspace.open(tmp_path / "registry")

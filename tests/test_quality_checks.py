@@ -232,6 +232,33 @@ def test_a_subset_files_checks_gate_the_subset(fmnist, use_case_copy: Path, ws: 
     assert ws.registry.latest("fashion_mnist/gated") is None
 
 
+def test_in_dagster_a_subsets_gate_is_its_own_blocking_check_the_others_publish(
+    fmnist, use_case_copy: Path, tmp_path: Path
+):
+    from coralord_dagster.orchestration.subsets import subsets_job_name
+
+    (use_case_copy / "subsets" / "gated.yaml").write_text("where: label = 2\nchecks:\n  rows: {min: 1000}\n")
+    resource = CoralordResource(registry=str(tmp_path / "reg"))
+    defs = build_definitions(use_case_copy.parent, resource=resource)
+    gated, pullover = dg.AssetKey(["fashion_mnist", "gated"]), dg.AssetKey(["fashion_mnist", "pullover"])
+    [spec] = [s for s in defs.resolve_assets_def(gated).check_specs if s.name == "quality"]
+    assert spec.blocking and spec.asset_key == gated
+    with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("coralord_datasets_job").execute_in_process(instance=instance).success
+        run = defs.resolve_job_def(subsets_job_name("fashion_mnist")).execute_in_process(
+            instance=instance, asset_selection=[gated, pullover], raise_on_error=False
+        )
+        assert not run.success
+        [evaluation] = [e for e in run.get_asset_check_evaluations() if e.check_name == "quality"]
+        assert evaluation.asset_key == gated and not evaluation.passed and "62 rows" in evaluation.description
+        failure = next(e for e in run.all_events if e.is_step_failure)
+        assert "fashion_mnist/gated: 1 check(s) failed" in failure.step_failure_data.error.message
+        assert [m.asset_key for m in run.get_asset_materialization_events()] == [pullover]
+    ws = Workspace.open(tmp_path / "reg")
+    assert ws.registry.latest("fashion_mnist/gated") is None
+    assert ws.registry.latest("fashion_mnist/pullover") is not None
+
+
 def test_owners_tags_and_freshness_reach_the_asset_and_leave_versions_alone(
     fmnist, use_case_copy: Path, ws: Workspace
 ):

@@ -11,7 +11,7 @@ import pytest
 
 from coralord_dagster.descriptor import load_descriptor
 from coralord_dagster.orchestration import CoralordIOManager, CoralordResource, build_definitions
-from coralord_dagster.orchestration.subsets import partitions_name, subsets_job_name
+from coralord_dagster.orchestration.subsets import new_subsets_job_name, subsets_job_name
 from coralord_dagster.registry import Registry
 from coralord_dagster.sources import override_variable
 from coralord_dagster.use_case import publish_descriptor, run_pipeline
@@ -19,24 +19,16 @@ from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
 
 from .conftest import free_port, registry_tags
-from .helpers import asset_of, dagster_dev
+from .helpers import asset_of, dagster_dev, execute_requests, requested
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
-    """One sensor evaluation, applied to the instance as the daemon would: partitions, then runs."""
+    """One sensor evaluation, its runs executed as the daemon would start them."""
     sensor = defs.resolve_sensor_def("coralord_subsets")
     result = sensor(
         dg.build_sensor_context(instance=instance, cursor=cursor, resources={"coralord": resource})
     )
-    for request in result.dynamic_partitions_requests or []:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(request.partitions_def_name, key)
-    job = defs.resolve_job_def(subsets_job_name("fashion_mnist"))
-    for run in result.run_requests or []:
-        assert job.execute_in_process(instance=instance, partition_key=run.partition_key).success
+    execute_requests(defs, instance, result)
     return result
 
 
@@ -51,16 +43,24 @@ def test_subset_files_added_edited_and_removed(fmnist, use_case_copy: Path, tmp_
         dg.materialize([asset_of(defs, "fashion_mnist")], resources=resources, instance=instance)
 
         result = tick(defs, instance, resource, None)
-        names = sorted(r.partition_key for r in result.run_requests)
+        names = requested(result)
         assert "pullover" in names and len(names) == len(list((use_case_copy / "subsets").glob("*.yaml")))
-        assert sorted(instance.get_dynamic_partitions(partitions_name("fashion_mnist"))) == names
+        # A parent's subsets are refreshed in one run, each materialized under its own asset key.
+        [run] = result.run_requests
+        assert run.job_name == subsets_job_name("fashion_mnist")
+        mat = instance.get_latest_materialization_event(dg.AssetKey(["fashion_mnist", "pullover"]))
+        assert mat is not None and mat.asset_materialization.metadata["coralord/parent"].value == (
+            "fashion_mnist v1.0.0"
+        )
         cursor = result.cursor
 
-        # A new file in the use case: one new partition, one run, its first version.
+        # A new file in the running deployment: one run, its first version, under its own asset key.
         (use_case_copy / "subsets" / "bag_or_coat.yaml").write_text("where: label IN (4, 8)\n")
         result = tick(defs, instance, resource, cursor)
-        assert [r.partition_key for r in result.run_requests] == ["bag_or_coat"]
+        assert requested(result) == ["bag_or_coat"]
+        assert result.run_requests[0].job_name == new_subsets_job_name("fashion_mnist")
         assert "fashion_mnist/bag_or_coat-v1.0.0" in registry_tags(tmp_path / "reg")
+        assert instance.get_latest_materialization_event(dg.AssetKey(["fashion_mnist", "bag_or_coat"]))
         ws = resource.workspace()
         from coralord_dagster.client import open_dataset
 
@@ -76,8 +76,16 @@ def test_subset_files_added_edited_and_removed(fmnist, use_case_copy: Path, tmp_
         (use_case_copy / "subsets" / "bag_or_coat.yaml").write_text("where: label = 8\n")
         (use_case_copy / "subsets" / "pullover.yaml").unlink()
         edited = tick(defs, instance, resource, quiet.cursor)
-        assert [r.partition_key for r in edited.run_requests] == ["bag_or_coat"]
-        assert "pullover" not in instance.get_dynamic_partitions(partitions_name("fashion_mnist"))
+        assert requested(edited) == ["bag_or_coat"]
+        # The removed subset's asset stays until a reload, and says so if someone materializes it.
+        gone = defs.resolve_job_def(subsets_job_name("fashion_mnist")).execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(["fashion_mnist", "pullover"])],
+            raise_on_error=False,
+        )
+        assert not gone.success
+        [failure] = [e for e in gone.all_events if e.is_step_failure]
+        assert "reload the code location" in str(failure.step_failure_data.error)
         assert "fashion_mnist/bag_or_coat-v2.0.0" in registry_tags(tmp_path / "reg")  # other rows: MAJOR
         assert "fashion_mnist/pullover-v1.0.0" in registry_tags(tmp_path / "reg")
         assert "fashion_mnist/pullover" not in json.loads(edited.cursor)

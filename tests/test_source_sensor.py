@@ -38,7 +38,10 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordR
     for event in result.asset_events:
         instance.report_runless_asset_event(event)
     for run in result.run_requests or []:
-        assert defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags=run.tags).success
+        job = defs.resolve_job_def(DATASETS_JOB)
+        assert job.execute_in_process(
+            instance=instance, tags=run.tags, asset_selection=run.asset_selection
+        ).success
     return result
 
 

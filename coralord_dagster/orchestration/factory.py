@@ -8,33 +8,39 @@ from typing import Any
 
 import dagster as dg
 
-from coralord_dagster.checks import CheckFailedError, CheckResult, raise_on_failure
-from coralord_dagster.client import open_dataset
+from coralord_dagster.checks import CheckFailedError
 from coralord_dagster.descriptor import (
     SUBSETS_DIR,
     Freshness,
     LoadedDescriptor,
     discover_descriptors,
     load_descriptor,
+    load_subsets,
 )
 from coralord_dagster.naming import asset_key_path
 from coralord_dagster.orchestration.docker import environment_runner
-from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager, report
+from coralord_dagster.orchestration.gate import (
+    PARTS_INTACT,
+    as_failure,
+    gate_and_publish,
+    parts_intact_result,
+    quality_spec,
+)
+from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.orchestration.sources import source_asset, source_key, sources_sensor
 from coralord_dagster.orchestration.subsets import (
-    subsets_asset,
+    new_subsets_job,
+    subset_assets,
+    subset_key,
+    subsets_checks,
     subsets_job_name,
-    subsets_key,
     subsets_sensor,
 )
-from coralord_dagster.publish import analyse_table, check_quality
 from coralord_dagster.sources import resolve_source
 from coralord_dagster.use_case import build
 
 DATASETS_JOB = "coralord_datasets_job"
-#: The blocking asset check of a dataset's declared checks.
-QUALITY_CHECK = "quality"
 
 
 def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
@@ -52,19 +58,11 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
     key = dg.AssetKey(asset_key_path(spec.name))
     # Declared checks gate the version: they run on the built table before anything is published,
     # shown as one blocking asset check (a failure fails the run and publishes nothing).
-    gate = [
-        dg.AssetCheckSpec(
-            QUALITY_CHECK,
-            asset=key,
-            blocking=True,
-            description="The descriptor's checks, run before the version is published: "
-            + ", ".join(sorted(spec.checks.model_dump(exclude_defaults=True, by_alias=True))),
-        )
-    ]
+    declared = sorted(spec.checks.model_dump(exclude_defaults=True, by_alias=True))
 
     @dg.asset(
         key=key,
-        check_specs=gate if spec.checks.declared else None,
+        check_specs=[quality_spec(key, declared)] if spec.checks.declared else None,
         description=spec.description,
         code_version=desc.code_version(),
         deps=[upstream],
@@ -86,30 +84,20 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         # Re-read the descriptor: a running deployment builds what is on disk now.
         fresh = load_descriptor(desc.path, use_case=desc.use_case)
         runner, environment = environment_runner(context, fresh)
-        workspace = coralord.workspace()
         versioned = build(
-            fresh, context.run_id, context, workspace=workspace, runner=runner, environment=environment
+            fresh,
+            context.run_id,
+            context,
+            workspace=coralord.workspace(),
+            runner=runner,
+            environment=environment,
         )
-        results = check_quality(workspace.registry, versioned.info, analyse_table(versioned))
-        if dg.AssetCheckKey(key, QUALITY_CHECK) in context.selected_asset_check_keys:
-            yield quality_result(key, results)
         try:
-            raise_on_failure(results, fresh.name)
-        except CheckFailedError as e:  # a failed gate: the run fails, nothing is published
-            raise dg.Failure(description=str(e), allow_retries=False) from None
-        # Published here, not by the IO manager: only the asset's own result can carry the data
-        # version, which is the version's content id (the same content, the same data version).
-        result = workspace.publisher().publish(
-            versioned.data,
-            versioned.info,
-            versioned.provenance,
-            part_rows=versioned.part_rows,
-            check_results=results,
-        )
-        yield dg.MaterializeResult(
-            data_version=dg.DataVersion(result.manifest.content_id),
-            metadata=report(context.log, coralord, fresh.name, result, versioned.info),
-        )
+            # Published here, not by the IO manager: only the asset's own result can carry the data
+            # version, which is the version's content id.
+            yield from gate_and_publish(context, coralord, versioned, key)
+        except CheckFailedError as e:
+            raise as_failure(str(e)) from None
 
     return _dataset
 
@@ -125,41 +113,16 @@ def freshness_policy(freshness: Freshness | None) -> dg.FreshnessPolicy | None:
     )
 
 
-def quality_result(key: dg.AssetKey, results: list[CheckResult]) -> dg.AssetCheckResult:
-    """The declared checks' outcome as one asset check result: failed when any check failed."""
-    failed = [r for r in results if not r.passed]
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=QUALITY_CHECK,
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(f"{r.name}: {r.message}" for r in failed) or f"{len(results)} check(s) passed",
-        metadata={
-            "coralord/failed": dg.MetadataValue.json([r.name for r in failed]),
-            "coralord/checks": dg.MetadataValue.json([r.to_json() for r in results]),
-        },
-    )
-
-
 def dataset_checks(desc: LoadedDescriptor) -> dg.AssetChecksDefinition:
     """Checks that the latest version's parts are intact (sha256) after each materialization."""
 
     @dg.asset_check(
         asset=asset_key_path(desc.name),
-        name="parts_intact",
+        name=PARTS_INTACT,
         description="Every part of the latest version matches its sha256.",
     )
     def _parts_intact(coralord: CoralordResource) -> dg.AssetCheckResult:
-        ds = open_dataset(desc.name, workspace=coralord.workspace())
-        problems = ds.verify()
-        return dg.AssetCheckResult(
-            passed=not problems,
-            metadata={
-                "coralord/version": f"v{ds.version}",
-                "coralord/parts": len(ds.manifest.parts),
-                "problems": dg.MetadataValue.json(problems),
-            },
-        )
+        return parts_intact_result(coralord, desc.name, dg.AssetKey(asset_key_path(desc.name)))
 
     return _parts_intact
 
@@ -174,9 +137,10 @@ def build_definitions(
 ) -> dg.Definitions:
     """Definitions for a folder of use cases (``<use_case>/descriptor.yaml``) or loaded descriptors.
 
-    Per dataset: its asset and ``parts_intact`` check, its subsets asset and ``<name>_subsets_job``;
-    for all: ``coralord_datasets_job`` and the source and subset sensors (running by default, so a
-    deployment rebuilds datasets when their source or code changes, and keeps subsets current).
+    Per dataset: its asset and ``parts_intact`` check; one asset per subset (``[dataset, subset]``,
+    with its own checks), ``<name>_subsets_job`` and ``<name>_new_subsets_job``; for all:
+    ``coralord_datasets_job`` and the source and subset sensors (running by default, so a deployment
+    rebuilds datasets when their source or code changes, and keeps subsets current).
     ``clock`` tells the source sensor the time (tests pass their own). ``scope`` (a dataset's name)
     suffixes the shared job and sensor names, so that the definitions of several datasets built one at
     a time (``dg`` components) merge; ``io_manager`` then is the one they share.
@@ -185,30 +149,52 @@ def build_definitions(
     descriptors = discover_descriptors(use_cases) if isinstance(use_cases, (str, Path)) else list(use_cases)
     resource = resource or CoralordResource()
     dataset_keys = [dg.AssetKey(asset_key_path(d.name)) for d in descriptors]
+    # The job observes the sources before it builds: each version then records the source data
+    # version it was built from, and the sensors' later observations of the same source agree with it
+    # (a dataset built before any observation shows "Unsynced" as soon as the source is observed).
+    source_keys = [source_key(d.name) for d in descriptors if resolve_source(d).kind != "dataset"]
     datasets_job = dg.define_asset_job(
-        DATASETS_JOB + suffix, selection=dg.AssetSelection.assets(*dataset_keys)
+        DATASETS_JOB + suffix,
+        selection=dg.AssetSelection.assets(*dataset_keys, *source_keys),
+        description="Observes the sources, then builds and publishes every dataset.",
     )
-    # A subsets asset only where subsets are declared (inline, or a subsets/ folder, where new files
+    # Subset assets only where subsets are declared (inline, or a subsets/ folder, where new files
     # appear in a running deployment): no empty nodes for datasets that have none.
-    with_subsets = [d for d in descriptors if d.spec.subsets or (d.folder / SUBSETS_DIR).is_dir()]
+    subsets = {d.name: load_subsets(d) for d in descriptors}
+    with_subsets = [d for d in descriptors if subsets[d.name] or (d.folder / SUBSETS_DIR).is_dir()]
+    listed = [d for d in with_subsets if subsets[d.name]]
     subsets_jobs = [
-        dg.define_asset_job(subsets_job_name(d.name), selection=dg.AssetSelection.assets(subsets_key(d.name)))
-        for d in with_subsets
+        dg.define_asset_job(
+            subsets_job_name(d.name),
+            selection=dg.AssetSelection.assets(*(subset_key(d.name, s.spec.name) for s in subsets[d.name])),
+            description=f"Publishes the subsets of {d.name}.",
+        )
+        for d in listed
     ]
-    jobs = [datasets_job, *subsets_jobs]
+    new_jobs = [new_subsets_job(d, resource) for d in with_subsets]
     return dg.Definitions(
         assets=[
             *(source_asset(d) for d in descriptors if resolve_source(d).kind != "dataset"),
             *(dataset_asset(d) for d in descriptors),
-            *(subsets_asset(d) for d in with_subsets),
+            *(subset_assets(d, subsets[d.name]) for d in listed),
         ],
-        asset_checks=[dataset_checks(d) for d in descriptors],
-        jobs=jobs,
+        asset_checks=[
+            *(dataset_checks(d) for d in descriptors),
+            *(subsets_checks(d, subsets[d.name]) for d in listed),
+        ],
+        jobs=[datasets_job, *subsets_jobs, *new_jobs],
         sensors=[
             # Runs they start belong to named jobs, not to an anonymous asset selection.
             sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}", job=datasets_job),
             *(
-                [subsets_sensor(with_subsets, subsets_jobs, name=f"coralord_subsets{suffix}")]
+                [
+                    subsets_sensor(
+                        with_subsets,
+                        {d.name: {s.spec.name for s in subsets[d.name]} for d in with_subsets},
+                        [*subsets_jobs, *new_jobs],
+                        name=f"coralord_subsets{suffix}",
+                    )
+                ]
                 if with_subsets
                 else []
             ),

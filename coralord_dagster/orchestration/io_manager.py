@@ -30,8 +30,6 @@ from coralord_dagster.publish import PublishResult, Versioned
 
 PIN_KEY = "coralord/version"
 IO_MANAGER_KEY = "coralord_io_manager"
-#: Asset metadata marking a subsets asset: its partitions are the subsets of this dataset.
-SUBSETS_OF = "coralord/subsets_of"
 
 
 class CoralordIOManager(dg.ConfigurableIOManager):
@@ -89,9 +87,6 @@ class CoralordIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         name = "/".join(context.asset_key.path)
-        subsets_of = (upstream.definition_metadata or {}).get(SUBSETS_OF) if upstream is not None else None
-        if subsets_of is not None:
-            name = f"{getattr(subsets_of, 'value', subsets_of)}/{context.asset_partition_key}"
         pin = (context.definition_metadata or {}).get(PIN_KEY)
         if pin is None and upstream is not None:
             pin = (upstream.definition_metadata or {}).get(PIN_KEY)
