@@ -140,6 +140,7 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
         defs = build_definitions(use_case_copy.parent, resource=resource, clock=clock)
         first = tick(defs, instance, resource, None)
         assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
+        first_version = latest_observation(instance).tags["dagster/data_version"]
 
         for failure in ({"status": 500}, {"delay_s": 12.0}):
             for k, v in failure.items():
@@ -149,10 +150,24 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
             assert not failed.run_requests and "check failed, checking again at its cadence" in skip(failed)
             obs = latest_observation(instance)
             assert "the last version is kept" in obs.metadata["coralord/status"].value
+            # Shown as failing: the source's reachable check failed, with the reason; the source keeps
+            # its last data version, so the dataset does not look out of date (nor fresh) for it.
+            check = instance.get_latest_asset_check_evaluation_record(
+                dg.AssetCheckKey(source_key("fashion_mnist"), "reachable")
+            )
+            assert check is not None and not check.event.asset_check_evaluation.passed
+            assert "500" in check.event.asset_check_evaluation.description or failure.get("delay_s")
+            assert obs.tags["dagster/data_version"] == first_version
             assert registry_tags(tmp_path / "reg") == ["fashion_mnist-v1.0.0"]
             # The next tick within the cadence does not check (nor record a failure) again.
             quiet = tick(defs, instance, resource, failed.cursor)
             assert skip(quiet) == "no source due" and latest_observation(instance) == obs
+            # Observed by hand (the UI's Observe button) while failing: a recorded failure, no traceback.
+            source = defs.resolve_assets_def(source_key("fashion_mnist"))
+            by_hand = dg.materialize([source], instance=instance, selection=[source_key("fashion_mnist")])
+            assert by_hand.success
+            assert "coralord/error" in latest_observation(instance).metadata
+            assert latest_observation(instance).tags["dagster/data_version"] == first_version
             behaviour.status, behaviour.delay_s = None, 0.0
 
         # Back up with new content: it recovers on its own and publishes.

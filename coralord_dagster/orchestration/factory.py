@@ -28,7 +28,7 @@ from coralord_dagster.orchestration.gate import (
 )
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
 from coralord_dagster.orchestration.resource import CoralordResource
-from coralord_dagster.orchestration.sources import source_asset, source_key, sources_sensor
+from coralord_dagster.orchestration.sources import reachable_check, source_asset, source_key, sources_sensor
 from coralord_dagster.orchestration.subsets import (
     new_subsets_job,
     subset_assets,
@@ -155,7 +155,8 @@ def build_definitions(
     source_keys = [source_key(d.name) for d in descriptors if resolve_source(d).kind != "dataset"]
     datasets_job = dg.define_asset_job(
         DATASETS_JOB + suffix,
-        selection=dg.AssetSelection.assets(*dataset_keys, *source_keys),
+        selection=dg.AssetSelection.assets(*dataset_keys)
+        | dg.AssetSelection.assets(*source_keys).without_checks(),
         description="Observes the sources, then builds and publishes every dataset.",
     )
     # Subset assets only where subsets are declared (inline, or a subsets/ folder, where new files
@@ -180,6 +181,7 @@ def build_definitions(
         ],
         asset_checks=[
             *(dataset_checks(d) for d in descriptors),
+            *(reachable_check(d) for d in descriptors if resolve_source(d).kind != "dataset"),
             *(subsets_checks(d, subsets[d.name]) for d in listed),
         ],
         jobs=[datasets_job, *subsets_jobs, *new_jobs],

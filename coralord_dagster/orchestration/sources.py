@@ -31,6 +31,8 @@ from coralord_dagster.status import dataset_reasons
 
 SENSOR_INTERVAL_S = 10
 DATA_VERSION_TAG = "dagster/data_version"
+#: The check on a source asset that fails, with the reason, while the source cannot be checked.
+REACHABLE = "reachable"
 
 
 def source_key(dataset: str) -> dg.AssetKey:
@@ -56,7 +58,16 @@ def source_asset(desc: LoadedDescriptor) -> dg.SourceAsset:
     source = resolve_source(desc)
 
     def _source(context: dg.AssetExecutionContext) -> dg.ObserveResult:
-        fp = fingerprint(resolve_source(load_descriptor(desc.path, use_case=desc.use_case)))
+        try:
+            fp = fingerprint(resolve_source(load_descriptor(desc.path, use_case=desc.use_case)))
+        except (SourceError, CoralordError) as e:
+            # Observed by hand and failed: recorded as a failed observation, not a traceback; the
+            # source keeps its last known data version, so its dataset does not look out of date.
+            context.log.warning(f"{desc.name}: source check failed: {e}")
+            return dg.ObserveResult(
+                data_version=last_data_version(context.instance, desc.name),
+                metadata=failed_metadata(str(e), time.time()),
+            )
         return dg.ObserveResult(
             data_version=dg.DataVersion(fp.value), metadata=observation_metadata(fp, None)
         )
@@ -70,6 +81,60 @@ def source_asset(desc: LoadedDescriptor) -> dg.SourceAsset:
             description=f"Upstream source of {desc.name}: {source.uri} ({source.kind}).",
             metadata={"coralord/source": source.uri, "coralord/kind": source.kind},
         )(_source)
+
+
+def failed_metadata(error: str, now: float) -> dict[str, Any]:
+    return {
+        "coralord/checked_at": _iso(now),
+        "coralord/error": error,
+        "coralord/status": "check failed; the last version is kept; checking again at its cadence",
+    }
+
+
+def observed_fingerprint(instance: dg.DagsterInstance, dataset: str) -> str | None:
+    """The source fingerprint (data version) of the latest observation of ``dataset``'s source that
+    has one (None if none)."""
+    record = instance.get_latest_data_version_record(source_key(dataset), is_source=True)
+    observation = record.asset_observation if record is not None else None
+    return (observation.tags or {}).get(DATA_VERSION_TAG) if observation is not None else None
+
+
+def last_data_version(instance: dg.DagsterInstance, dataset: str) -> dg.DataVersion | None:
+    value = observed_fingerprint(instance, dataset)
+    return dg.DataVersion(value) if value else None
+
+
+def reachable_check(desc: LoadedDescriptor) -> dg.AssetChecksDefinition:
+    """``reachable`` on the source asset: failed, with the reason, while the source cannot be checked.
+
+    The sources sensor records its outcome at every check (at the descriptor's cadence); running it
+    by hand checks the source now.
+    """
+
+    @dg.asset_check(
+        asset=source_key(desc.name),
+        name=REACHABLE,
+        description="The source can be read and fingerprinted (the sources sensor checks at its cadence).",
+    )
+    def _reachable() -> dg.AssetCheckResult:
+        try:
+            fingerprint(resolve_source(load_descriptor(desc.path, use_case=desc.use_case)))
+        except (SourceError, CoralordError) as e:
+            return dg.AssetCheckResult(passed=False, description=str(e), metadata={"coralord/error": str(e)})
+        return dg.AssetCheckResult(passed=True, description="the source was checked")
+
+    return _reachable
+
+
+def reachable_evaluation(dataset: str, error: str | None) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=source_key(dataset),
+        check_name=REACHABLE,
+        passed=error is None,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=error or "the source was checked",
+        metadata={"coralord/error": error} if error else {},
+    )
 
 
 def observation_metadata(fp: Fingerprint, previous: Fingerprint | None) -> dict[str, Any]:
@@ -157,7 +222,7 @@ def sources_sensor(
         for desc, source, _previous in due:
             if source.kind == "dataset":  # a stage: its source is the upstream's latest version
                 results[desc.name] = published.upstream(source.options["dataset"])
-        events: list[dg.AssetObservation] = []
+        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
         runs: list[dg.RunRequest] = []
         for desc, source, previous in due:
             result = results[desc.name]
@@ -170,17 +235,16 @@ def sources_sensor(
                 # tick, so a source that is down records one failure per check. The last version stays.
                 entry.update(error=str(result), checked=now)
                 notes.append(f"{desc.name}: check failed, checking again at its cadence: {result}")
-                events.append(
+                last = observed_fingerprint(context.instance, desc.name)
+                events += [
                     dg.AssetObservation(
                         asset_key=source_key(desc.name),
-                        metadata={
-                            "coralord/checked_at": _iso(now),
-                            "coralord/error": str(result),
-                            "coralord/status": "check failed; the last version is kept; checking again "
-                            "at its cadence",
-                        },
-                    )
-                )
+                        metadata=failed_metadata(str(result), now),
+                        # The last known data version stays: the dataset is not out of date for it.
+                        tags={DATA_VERSION_TAG: last} if last else None,
+                    ),
+                    reachable_evaluation(desc.name, str(result)),
+                ]
                 continue
             try:
                 code = desc.code_version()
@@ -193,13 +257,14 @@ def sources_sensor(
             metadata["coralord/status"] = "; ".join(reasons) if reasons else "unchanged"
             metadata["coralord/changed"] = bool(reasons)  # i.e. the dataset is being rebuilt
             if source.kind != "dataset":  # a stage has no source asset: its upstream is an asset
-                events.append(
+                events += [
                     dg.AssetObservation(
                         asset_key=source_key(desc.name),
                         metadata=metadata,
                         tags={DATA_VERSION_TAG: result.value},
-                    )
-                )
+                    ),
+                    reachable_evaluation(desc.name, None),
+                ]
             if reasons:
                 context.log.info(f"{desc.name}: {'; '.join(reasons)}")
                 runs.append(

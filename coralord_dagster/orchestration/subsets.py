@@ -40,7 +40,7 @@ from coralord_dagster.orchestration.gate import (
     quality_spec,
 )
 from coralord_dagster.orchestration.resource import CoralordResource
-from coralord_dagster.orchestration.sources import DATA_VERSION_TAG, source_key
+from coralord_dagster.orchestration.sources import observed_fingerprint, source_key
 from coralord_dagster.sources import resolve_source
 from coralord_dagster.status import SOURCE_CHANGED, subset_reason
 from coralord_dagster.subsets import build_subset, subset_code_version
@@ -319,13 +319,6 @@ def _run_key(stale: dict[str, tuple[str, str]], names: list[str]) -> str:
 def _reasons(stale: dict[str, tuple[str, str]], names: list[str]) -> str:
     text = "; ".join(f"{n}: {stale[n][0]}" for n in names)
     return text if len(text) <= 250 else text[:247] + "..."
-
-
-def observed_fingerprint(instance: dg.DagsterInstance, dataset: str) -> str | None:
-    """The source fingerprint of the latest observation of ``dataset``'s source (None if none)."""
-    record = instance.get_latest_data_version_record(source_key(dataset), is_source=True)
-    observation = record.asset_observation if record is not None else None
-    return (observation.tags or {}).get(DATA_VERSION_TAG) if observation is not None else None
 
 
 def _stale(
