@@ -224,3 +224,15 @@ def requested(result: Any) -> list[str]:
         for op in (run.run_config or {}).get("ops", {}).values():
             names += op["config"]["subsets"]
     return sorted(names)
+
+
+def graphql(base: str, query: str, **variables: object) -> dict[str, Any]:
+    """One query to a Dagster webserver's GraphQL API (``base``: its URL); fails on GraphQL errors."""
+    import urllib.request
+
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    request = urllib.request.Request(base + "/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]

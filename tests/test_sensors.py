@@ -19,7 +19,7 @@ from coralord_dagster.workspace import Workspace
 from use_cases.huggingface_fmnist.fixture import make_fixture
 
 from .conftest import free_port, registry_tags
-from .helpers import asset_of, dagster_dev, execute_requests, requested
+from .helpers import asset_of, dagster_dev, execute_requests, graphql, requested, wait_for_http
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resource: CoralordResource, cursor: str | None):
@@ -142,6 +142,75 @@ def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
             wait_for_tag(registry, f"fashion_mnist/{name}-v2.0.0", proc)
             manifest = Registry(registry).manifest(Registry(registry).latest(f"fashion_mnist/{name}"))
             assert manifest.derived_from[0].version == "2.0.0"
+
+
+@pytest.mark.slow
+def test_a_code_change_rebuilt_by_the_sensor_leaves_no_stale_badge(
+    fmnist, use_case_copy: Path, tmp_path: Path
+):
+    """dagster dev: the pipeline is edited on disk, the sources sensor rebuilds the dataset, and the run
+    reloads the code location: Dagster then shows the code version the version recorded, not stale."""
+    for f in (use_case_copy / "subsets").glob("*.yaml"):
+        f.unlink()
+    descriptor = use_case_copy / "descriptor.yaml"
+    descriptor.write_text(
+        descriptor.read_text().replace(
+            "  revision: refs/convert/parquet\n",
+            "  revision: refs/convert/parquet\n  check: {interval_seconds: 1}\n",
+        )
+    )
+    registry = tmp_path / "reg"
+    publish_descriptor(load_descriptor(use_case_copy), Workspace.open(registry, create=True))
+    (tmp_path / "deployment.py").write_text(
+        "from coralord_dagster.orchestration import build_definitions\n"
+        f"defs = build_definitions({str(use_case_copy.parent)!r})\n"
+    )
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_file:\n      relative_path: deployment.py\n"
+        f"      working_directory: {tmp_path}\n      location_name: datasets\n"
+    )
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry), CORALORD_DAGSTER_WEBSERVER=base
+    )
+    query = """{ assetNodes { assetKey { path } opVersion staleStatus staleCauses { reason category } } }"""
+
+    def node() -> dict:
+        [n] = [n for n in graphql(base, query)["assetNodes"] if n["assetKey"]["path"] == ["fashion_mnist"]]
+        return n
+
+    with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=port) as proc:
+        wait_for_http(base + "/server_info", timeout=120, proc=proc)
+        deadline = time.time() + 120
+        while True:  # the code location loads, then the sensor's first tick sees nothing to do
+            try:
+                before = node()
+                break
+            except (OSError, ValueError, AssertionError):
+                assert time.time() < deadline, "dagster dev did not serve the code location"
+                time.sleep(1)
+        assert before["opVersion"] == load_descriptor(use_case_copy).code_version()
+
+        pipeline = use_case_copy / "pipeline.py"
+        pipeline.write_text(
+            pipeline.read_text().replace(
+                "return pa.concat_tables(tables)", "return pa.concat_tables(tables).slice(0, 650)"
+            )
+        )
+        new_code = load_descriptor(use_case_copy).code_version()
+        wait_for_tag(registry, "fashion_mnist-v2.0.0", proc)
+        manifest = Registry(registry).manifest(Registry(registry).latest("fashion_mnist"))
+        assert manifest.code_version == new_code
+        # The run reloaded the location: the code version shown is the new one, and nothing is stale.
+        deadline = time.time() + 120
+        while (after := node())["opVersion"] != new_code or after["staleStatus"] != "FRESH":
+            assert time.time() < deadline, f"still shown as {after}"
+            time.sleep(1)
+        assert after["staleCauses"] == []
 
 
 def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import BIN, REPO, free_port
-from .helpers import dagster_dev, run_ok, unavailable, wait_for_http
+from .helpers import dagster_dev, graphql, run_ok, unavailable, wait_for_http
 from .test_e2e import env_for, fresh_checkout, run_main_job
 
 pytestmark = pytest.mark.slow
@@ -113,18 +113,6 @@ STALENESS = """{ assetNodes { assetKey { path } isObservable staleStatus
 REACHABLE = """query($path: [String!]!) {
   assetCheckExecutions(assetKey: {path: $path}, checkName: "reachable", limit: 1) {
     status evaluation { success description } } }"""
-
-
-def graphql(base: str, query: str, **variables: object) -> dict:
-    import json
-    import urllib.request
-
-    body = json.dumps({"query": query, "variables": variables}).encode()
-    request = urllib.request.Request(base + "/graphql", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    assert "errors" not in answer, answer
-    return answer["data"]
 
 
 def test_ui_after_the_main_job_nothing_is_unsynced_subsets_are_found_and_a_failing_source_shows(

@@ -25,6 +25,7 @@ from coralord_dagster.orchestration.gate import (
     gate_and_publish,
     parts_intact_result,
     quality_spec,
+    reload_if_asked,
 )
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
 from coralord_dagster.orchestration.resource import CoralordResource
@@ -98,6 +99,7 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             yield from gate_and_publish(context, coralord, versioned, key)
         except CheckFailedError as e:
             raise as_failure(str(e)) from None
+        reload_if_asked(context, coralord)
 
     return _dataset
 

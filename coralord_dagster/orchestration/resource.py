@@ -43,11 +43,18 @@ class CoralordResource(dg.ConfigurableResource):
     remote: str | None = Field(
         default=None, description="Git remote URL the registry pushes every new version to."
     )
+    webserver: str | None = Field(
+        default=None,
+        description="URL of the Dagster webserver (e.g. http://127.0.0.1:3000; default "
+        "$CORALORD_DAGSTER_WEBSERVER). When set, a run that built pipeline code changed on disk since "
+        "the code location was loaded reloads that location, so the code version Dagster shows is the "
+        "one the version recorded (no stale-code badge).",
+    )
 
     # A refused value is not repeated in the validation error (Dagster stores and shows that error).
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    @field_validator("registry", "remote")
+    @field_validator("registry", "remote", "webserver")
     @classmethod
     def _no_git_password(cls, value: str | None, info: ValidationInfo) -> str | None:
         refuse_url_credentials(value, str(info.field_name))

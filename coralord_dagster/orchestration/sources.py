@@ -25,6 +25,7 @@ from coralord_dagster.descriptor import CheckPolicy, LoadedDescriptor, load_desc
 from coralord_dagster.errors import CoralordError
 from coralord_dagster.model import Manifest
 from coralord_dagster.naming import asset_key_path
+from coralord_dagster.orchestration.gate import RELOAD_TAG
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.sources import Fingerprint, SourceError, check_many, fingerprint, resolve_source
 from coralord_dagster.status import dataset_reasons
@@ -188,6 +189,8 @@ def sources_sensor(
     the datasets job its runs belong to (each run selects the datasets that changed).
     """
 
+    loaded_code = {d.name: d.code_version() for d in descriptors}  # what the code location shows
+
     @dg.sensor(
         name=name,
         **(
@@ -267,11 +270,15 @@ def sources_sensor(
                 ]
             if reasons:
                 context.log.info(f"{desc.name}: {'; '.join(reasons)}")
+                tags = {"coralord/reason": "; ".join(reasons)[:250]}
+                origin = context.code_location_origin
+                if code != loaded_code.get(desc.name) and origin is not None:
+                    tags[RELOAD_TAG] = origin.location_name  # the run reloads it once built
                 runs.append(
                     dg.RunRequest(
                         run_key=f"{desc.name}@{result.value[:16]}@{code}",
                         asset_selection=[dg.AssetKey(asset_key_path(desc.name))],
-                        tags={"coralord/reason": "; ".join(reasons)[:250]},
+                        tags=tags,
                     )
                 )
         for note in notes:
