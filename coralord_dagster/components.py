@@ -11,6 +11,7 @@ and sensors. In a ``dg`` project::
       descriptor: descriptor.yaml        # relative to this folder
       registry: /srv/registry            # optional; default CORALORD_REGISTRY or ./.coralord/registry
       storage: s3://bucket/coralord      # optional; default CORALORD_STORAGE or the registry's own
+      group: wine_quality                # optional; default this folder's name
 """
 
 from __future__ import annotations
@@ -114,8 +115,15 @@ class DatasetComponent(dg.Component, dg.Resolvable, dg.Model):
         None, description="Part storage URL (default: CORALORD_STORAGE, else the registry's own)."
     )
     remote: str | None = pydantic.Field(None, description="Git remote every new version is pushed to.")
+    group: str | None = pydantic.Field(
+        None,
+        description="Dagster asset group (default: this folder's name; the stages of one multi-stage use "
+        "case name their use case, e.g. wine_quality).",
+    )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         desc = load_descriptor(Path(context.path) / self.descriptor)
+        if self.group:
+            desc.group = self.group
         resource, io_manager = _shared(self.registry, self.storage, self.remote)
         return build_definitions([desc], resource=resource, io_manager=io_manager, scope=desc.name)

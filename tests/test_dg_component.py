@@ -114,3 +114,61 @@ def test_scaffold_check_list_and_materialize_a_dataset_component(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert registry_tags(tmp_path / "registry") == ["my_data-v1.0.0"]
+
+
+def test_the_projects_own_use_cases_are_a_dg_project(tmp_path: Path):
+    """``[tool.dg]``: every use case folder's ``defs.yaml`` is a DatasetComponent; ``dg check defs``,
+    ``dg list defs`` and ``dg dev`` load them, with the same assets as ``workspace.yaml``'s module."""
+    import sys
+    import time
+
+    from definitions import defs as workspace_defs
+
+    from .conftest import REPO, free_port
+    from .helpers import graphql, stop_process_group, wait_for_http
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORALORD_", "DAGSTER_"))}
+    env.update(
+        VIRTUAL_ENV=str(Path(sys.executable).parent.parent),
+        DAGSTER_HOME=str(home),
+        DAGSTER_DG_UPDATE_CHECK_ENABLED="0",
+        CORALORD_REGISTRY=str(tmp_path / "registry"),
+    )
+    checked = dg(REPO, env, "check", "defs")
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = json.loads(dg(REPO, env, "list", "defs", "--json").stdout)
+    assets = {a["asset_key"] for a in listed["assets"]}
+    expected = {"/".join(k.path) for k in workspace_defs.resolve_asset_graph().get_all_asset_keys()}
+    assert assets == expected and "fashion_mnist/pullover" in assets
+    groups = {a["asset_key"]: a["group_name"] for a in listed["assets"]}
+    assert groups["wine_quality_raw"] == groups["wine_quality_stats"] == "wine_quality"
+    assert "coralord_sources__fashion_mnist" in {s["name"] for s in listed["sensors"]}
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "dg"), "dev", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/server_info", timeout=120, proc=proc)
+        deadline = time.time() + 120
+        while True:
+            try:
+                nodes = graphql(base, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+            except (OSError, AssertionError):
+                nodes = []
+            if nodes:
+                break
+            assert time.time() < deadline and proc.poll() is None, "dg dev did not serve the project"
+            time.sleep(1)
+        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == expected
+    finally:
+        stop_process_group(proc)
