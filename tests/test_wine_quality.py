@@ -119,20 +119,30 @@ def test_a_changed_download_flows_through_the_stages(wine, tmp_path: Path):
         for stage in STAGES:
             assert materializations(again, stage)["coralord/status"].value == "unchanged, still v1.0.0"
 
+        # Declarative automation follows the stages: an unchanged upstream (same data version, its
+        # content id) requests nothing.
+        automation = dg.evaluate_automation_conditions(defs, instance)
+        assert automation.total_requested == 0
+        raw, processed = dg.AssetKey("wine_quality_raw"), dg.AssetKey("wine_quality")
+        job = defs.resolve_job_def("coralord_datasets_job")
+
         make_fixture(tmp_path / "wine-source", red=450)  # a new upstream release: more red wines
-        # The source sensor sees the CSV change; after raw's new version it sees the next stage's input.
+        # The source sensor sees the CSV change and rebuilds the first stage...
         sensor = defs.resolve_sensor_def("coralord_sources")
         ctx = dg.build_sensor_context(instance=instance, resources={"coralord": resource})
         first = sensor(ctx)
-        assert [r.asset_selection for r in first.run_requests] == [[dg.AssetKey("wine_quality_raw")]]
-        defs.resolve_job_def("coralord_datasets_job").execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("wine_quality_raw")]
-        )
+        assert [r.asset_selection for r in first.run_requests] == [[raw]]
+        job.execute_in_process(instance=instance, asset_selection=[raw])
+        # ... and the next stage follows the new upstream content declaratively, not by the sensor.
         second = sensor(
             dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"coralord": resource})
         )
-        assert [r.asset_selection for r in second.run_requests] == [[dg.AssetKey("wine_quality")]]
-        assert "source changed" in second.run_requests[0].tags["coralord/reason"]
+        assert second.run_requests == []
+        automation = dg.evaluate_automation_conditions(defs, instance, cursor=automation.cursor)
+        assert automation.get_num_requested(processed) == 1 and automation.total_requested == 1
+        job.execute_in_process(instance=instance, asset_selection=[processed])
+        automation = dg.evaluate_automation_conditions(defs, instance, cursor=automation.cursor)
+        assert automation.get_num_requested(dg.AssetKey("wine_quality_stats")) == 1
         run_stages(defs, instance)
         records = instance.fetch_materializations(dg.AssetKey("wine_quality_stats"), limit=10).records
         events = sorted(records, key=lambda r: r.storage_id)

@@ -42,6 +42,16 @@ from coralord_dagster.sources import resolve_source
 from coralord_dagster.use_case import build
 
 DATASETS_JOB = "coralord_datasets_job"
+#: A stage (``source.kind: dataset``) follows its upstream declaratively: it is requested once the
+#: upstream's data version (its content id) changed since the stage was last requested or updated, and
+#: neither is running. An unchanged upstream rematerialization keeps its data version: nothing runs.
+STAGE_CONDITION = (
+    dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed()).since(
+        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
+    )
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("upstream content changed")
 
 
 def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
@@ -73,6 +83,7 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
         owners=spec.owners or None,
         tags=spec.tags or None,
         freshness_policy=freshness_policy(spec.freshness),
+        automation_condition=STAGE_CONDITION if source.kind == "dataset" else None,
         metadata={
             "coralord/descriptor": dg.MetadataValue.path(str(desc.path)),
             "coralord/source": source.uri,
@@ -155,6 +166,9 @@ def build_definitions(
     # version it was built from, and the sensors' later observations of the same source agree with it
     # (a dataset built before any observation shows "Unsynced" as soon as the source is observed).
     source_keys = [source_key(d.name) for d in descriptors if resolve_source(d).kind != "dataset"]
+    stage_keys = [
+        dg.AssetKey(asset_key_path(d.name)) for d in descriptors if resolve_source(d).kind == "dataset"
+    ]
     datasets_job = dg.define_asset_job(
         DATASETS_JOB + suffix,
         selection=dg.AssetSelection.assets(*dataset_keys)
@@ -190,6 +204,18 @@ def build_definitions(
         sensors=[
             # Runs they start belong to named jobs, not to an anonymous asset selection.
             sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}", job=datasets_job),
+            *(
+                [
+                    dg.AutomationConditionSensorDefinition(
+                        f"coralord_automation{suffix}",
+                        target=dg.AssetSelection.assets(*stage_keys),
+                        default_status=dg.DefaultSensorStatus.RUNNING,
+                        description="Rebuilds each stage when its upstream dataset's content changed.",
+                    )
+                ]
+                if stage_keys
+                else []
+            ),
             *(
                 [
                     subsets_sensor(

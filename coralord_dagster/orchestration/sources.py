@@ -252,6 +252,11 @@ def sources_sensor(
             try:
                 code = desc.code_version()
                 reasons = _reasons(published, desc.name, result, previous, code, entry.get("code"))
+                if reasons and source.kind == "dataset" and _automated(context, published, desc, code):
+                    context.log.info(
+                        f"{desc.name}: its upstream changed in a Dagster run; automation rebuilds it"
+                    )
+                    reasons = []
             except CoralordError as e:
                 notes.append(f"{desc.name}: {e}")
                 continue
@@ -293,6 +298,19 @@ def sources_sensor(
         )
 
     return _sensor
+
+
+def _automated(
+    context: dg.SensorEvaluationContext, published: _Published, stage: LoadedDescriptor, code: str
+) -> bool:
+    """Whether a stage's rebuild is the automation condition's to request: its code is what it was
+    last built with, and its upstream's latest version was built by a run of this Dagster instance
+    (a version published elsewhere, e.g. by ``coralord publish``, has no data version here to follow)."""
+    latest = published.manifest(stage.name)
+    upstream = published.manifest(resolve_source(stage).options["dataset"])
+    if latest is None or latest.code_version != code or upstream is None or not upstream.run_id:
+        return False
+    return context.instance.get_run_by_id(upstream.run_id) is not None
 
 
 def _reasons(
