@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,10 @@ def run_ok(
 
 
 @contextmanager
-def dagster_dev(
-    workspace: Path, *, cwd: Path, env: dict[str, str], port: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``dagster dev`` (webserver + daemon) in its own session, stopped by its process group."""
-    bin_dir = Path(sys.executable).parent
+def serving(command: list[str], *, cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process in its own session (``dagster dev``, ``dg dev``), stopped by its process group."""
     proc = subprocess.Popen(
-        [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-p", str(port)],
+        command,
         cwd=cwd,
         env=env,
         start_new_session=True,
@@ -68,6 +65,14 @@ def dagster_dev(
         yield proc
     finally:
         stop_process_group(proc)
+
+
+def dagster_dev(
+    workspace: Path, *, cwd: Path, env: dict[str, str], port: int
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """``dagster dev`` (webserver + daemon) for ``workspace``."""
+    bin_dir = Path(sys.executable).parent
+    return serving([str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-p", str(port)], cwd=cwd, env=env)
 
 
 def unavailable(reason: str) -> None:

@@ -125,7 +125,7 @@ def test_the_projects_own_use_cases_are_a_dg_project(tmp_path: Path):
     from definitions import defs as workspace_defs
 
     from .conftest import REPO, free_port
-    from .helpers import graphql, stop_process_group, wait_for_http
+    from .helpers import graphql, serving, wait_for_http
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -148,15 +148,7 @@ def test_the_projects_own_use_cases_are_a_dg_project(tmp_path: Path):
     assert "coralord_sources__fashion_mnist" in {s["name"] for s in listed["sensors"]}
 
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "dg"), "dev", "-p", str(port)],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with serving([str(BIN / "dg"), "dev", "-p", str(port)], cwd=REPO, env=env) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base + "/server_info", timeout=120, proc=proc)
         deadline = time.time() + 120
@@ -170,5 +162,3 @@ def test_the_projects_own_use_cases_are_a_dg_project(tmp_path: Path):
             assert time.time() < deadline and proc.poll() is None, "dg dev did not serve the project"
             time.sleep(1)
         assert {"/".join(n["assetKey"]["path"]) for n in nodes} == expected
-    finally:
-        stop_process_group(proc)

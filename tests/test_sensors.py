@@ -91,15 +91,13 @@ def test_subset_files_added_edited_and_removed(fmnist, use_case_copy: Path, tmp_
         assert "fashion_mnist/pullover" not in json.loads(edited.cursor)
 
 
-@pytest.mark.slow
-def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
-    fmnist, use_case_copy: Path, tmp_path: Path
-):
-    """dagster dev (webserver + daemon): new subset files, touched and replaced sources, on their own."""
-    for f in (use_case_copy / "subsets").glob("*.yaml"):
-        if f.stem != "pullover":
+def live_deployment(use_case: Path, tmp_path: Path, keep_subsets: set[str]) -> tuple[Path, dict[str, str]]:
+    """A use case checked every second, its first version published, and a ``workspace.yaml`` (code
+    location ``datasets``) for ``dagster dev`` in ``tmp_path``; returns the registry and the env."""
+    for f in (use_case / "subsets").glob("*.yaml"):
+        if f.stem not in keep_subsets:
             f.unlink()
-    descriptor = use_case_copy / "descriptor.yaml"
+    descriptor = use_case / "descriptor.yaml"
     descriptor.write_text(
         descriptor.read_text().replace(
             "  revision: refs/convert/parquet\n",
@@ -107,20 +105,27 @@ def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
         )
     )
     registry = tmp_path / "reg"
-    publish_descriptor(load_descriptor(use_case_copy), Workspace.open(registry, create=True))
-    module = tmp_path / "deployment.py"
-    module.write_text(
+    publish_descriptor(load_descriptor(use_case), Workspace.open(registry, create=True))
+    (tmp_path / "deployment.py").write_text(
         "from coralord_dagster.orchestration import build_definitions\n"
-        f"defs = build_definitions({str(use_case_copy.parent)!r})\n"
+        f"defs = build_definitions({str(use_case.parent)!r})\n"
     )
     (tmp_path / "workspace.yaml").write_text(
         "load_from:\n  - python_file:\n      relative_path: deployment.py\n"
-        f"      working_directory: {tmp_path}\n"
+        f"      working_directory: {tmp_path}\n      location_name: datasets\n"
     )
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = dict(os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry))
+    return registry, dict(os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry))
+
+
+@pytest.mark.slow
+def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
+    fmnist, use_case_copy: Path, tmp_path: Path
+):
+    """dagster dev (webserver + daemon): new subset files, touched and replaced sources, on their own."""
+    registry, env = live_deployment(use_case_copy, tmp_path, keep_subsets={"pullover"})
     source = Path(os.environ[override_variable("fashion_mnist")])
     with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=free_port()) as proc:
         wait_for_tag(registry, "fashion_mnist/pullover-v1.0.0", proc)
@@ -150,33 +155,10 @@ def test_a_code_change_rebuilt_by_the_sensor_leaves_no_stale_badge(
 ):
     """dagster dev: the pipeline is edited on disk, the sources sensor rebuilds the dataset, and the run
     reloads the code location: Dagster then shows the code version the version recorded, not stale."""
-    for f in (use_case_copy / "subsets").glob("*.yaml"):
-        f.unlink()
-    descriptor = use_case_copy / "descriptor.yaml"
-    descriptor.write_text(
-        descriptor.read_text().replace(
-            "  revision: refs/convert/parquet\n",
-            "  revision: refs/convert/parquet\n  check: {interval_seconds: 1}\n",
-        )
-    )
-    registry = tmp_path / "reg"
-    publish_descriptor(load_descriptor(use_case_copy), Workspace.open(registry, create=True))
-    (tmp_path / "deployment.py").write_text(
-        "from coralord_dagster.orchestration import build_definitions\n"
-        f"defs = build_definitions({str(use_case_copy.parent)!r})\n"
-    )
-    (tmp_path / "workspace.yaml").write_text(
-        "load_from:\n  - python_file:\n      relative_path: deployment.py\n"
-        f"      working_directory: {tmp_path}\n      location_name: datasets\n"
-    )
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = dict(
-        os.environ, DAGSTER_HOME=str(home), CORALORD_REGISTRY=str(registry), CORALORD_DAGSTER_WEBSERVER=base
-    )
+    registry, env = live_deployment(use_case_copy, tmp_path, keep_subsets=set())
+    env["CORALORD_DAGSTER_WEBSERVER"] = base
     query = """{ assetNodes { assetKey { path } opVersion staleStatus staleCauses { reason category } } }"""
 
     def node() -> dict:

@@ -5,7 +5,9 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +44,23 @@ def chromium() -> str:
     return CHROMIUM
 
 
+def show_page(page: Any, base: str, path: str, texts: Sequence[str], shot: Path, wait_s: float = 60) -> str:
+    """Load a page until it shows every text (the UI fills in asynchronously), screenshot it to
+    ``shot`` and return its text; fails naming what is missing."""
+    end = time.time() + wait_s
+    while True:
+        page.goto(base + path, wait_until="networkidle")
+        if page.get_by_role("button", name="Skip").count():
+            page.get_by_role("button", name="Skip").click()  # the community dialog
+        body = page.inner_text("body")
+        if all(t in body for t in texts) or time.time() > end:
+            page.screenshot(path=str(shot), full_page=True)
+            missing = [t for t in texts if t not in body]
+            assert not missing, f"{path} does not show {missing}"
+            return str(body)
+        time.sleep(2)
+
+
 def test_ui_shows_version_croissant_and_source_checks(chromium: str, tmp_path: Path, fmnist_source: Path):
     from playwright.sync_api import sync_playwright
 
@@ -67,22 +86,8 @@ def test_ui_shows_version_croissant_and_source_checks(chromium: str, tmp_path: P
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
-        def show(path: str, *texts: str, wait_s: float = 60) -> str:
-            """Load a page until it shows every text (the UI fills in asynchronously)."""
-            end = time.time() + wait_s
-            while True:
-                page.goto(base + path, wait_until="networkidle")
-                if page.get_by_role("button", name="Skip").count():
-                    page.get_by_role("button", name="Skip").click()  # the community dialog
-                body = page.inner_text("body")
-                if all(t in body for t in texts) or time.time() > end:
-                    page.screenshot(
-                        path=str(tmp_path / f"{path.strip('/').replace('/', '_')}.png"), full_page=True
-                    )
-                    missing = [t for t in texts if t not in body]
-                    assert not missing, f"{path} does not show {missing}"
-                    return body
-                time.sleep(2)
+        def show(path: str, *texts: str) -> str:
+            return show_page(page, base, path, texts, tmp_path / f"{path.strip('/').replace('/', '_')}.png")
 
         body = show(
             "/assets/fashion_mnist",
@@ -168,20 +173,8 @@ def test_ui_after_the_main_job_nothing_is_unsynced_subsets_are_found_and_a_faili
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
-            def show(path: str, *texts: str, shot: str, wait_s: float = 60) -> str:
-                """Load a page until it shows every text (the UI fills in asynchronously)."""
-                end = time.time() + wait_s
-                while True:
-                    page.goto(base + path, wait_until="networkidle")
-                    if page.get_by_role("button", name="Skip").count():
-                        page.get_by_role("button", name="Skip").click()  # the community dialog
-                    body = page.inner_text("body")
-                    if all(t in body for t in texts) or time.time() > end:
-                        page.screenshot(path=str(shots / f"{shot}.png"), full_page=True)
-                        missing = [t for t in texts if t not in body]
-                        assert not missing, f"{path} does not show {missing}"
-                        return body
-                    time.sleep(2)
+            def show(path: str, *texts: str, shot: str) -> str:
+                return show_page(page, base, path, texts, shots / f"{shot}.png")
 
             catalog = show("/assets?view=flat", "fashion_mnist / pullover", shot="catalog")
             assert "Unsynced" not in catalog
