@@ -51,28 +51,28 @@ def run_ok(
 
 
 @contextmanager
-def serving(command: list[str], *, cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process in its own session (``dagster dev``, ``dg dev``), stopped by its process group."""
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        stop_process_group(proc)
+def serving(
+    command: list[str], *, cwd: Path, env: dict[str, str], log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process in its own session (``dagster dev``, ``dg dev``), stopped by its process group;
+    its output goes to ``log`` (default nowhere)."""
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield proc
+        finally:
+            stop_process_group(proc)
 
 
 def dagster_dev(
-    workspace: Path, *, cwd: Path, env: dict[str, str], port: int
+    workspace: Path, *, cwd: Path, env: dict[str, str], port: int, log: Path | None = None
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """``dagster dev`` (webserver + daemon) for ``workspace``."""
     bin_dir = Path(sys.executable).parent
-    return serving([str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-p", str(port)], cwd=cwd, env=env)
+    command = [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-p", str(port)]
+    return serving(command, cwd=cwd, env=env, log=log)
 
 
 def unavailable(reason: str) -> None:

@@ -127,11 +127,22 @@ def test_a_running_deployment_keeps_datasets_and_subsets_up_to_date(
     """dagster dev (webserver + daemon): new subset files, touched and replaced sources, on their own."""
     registry, env = live_deployment(use_case_copy, tmp_path, keep_subsets={"pullover"})
     source = Path(os.environ[override_variable("fashion_mnist")])
-    with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=free_port()) as proc:
+    port = free_port()
+    base = env["CORALORD_DAGSTER_WEBSERVER"] = f"http://127.0.0.1:{port}"
+    with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=port) as proc:
         wait_for_tag(registry, "fashion_mnist/pullover-v1.0.0", proc)
-        # Dropped into the running deployment: picked up without restart or code change.
+        # Dropped into the running deployment: picked up without restart or code change, published
+        # under its own name, and (the run reloads the location) listed as an asset with its checks.
         (use_case_copy / "subsets" / "sneaker.yaml").write_text("description: Sneakers.\nwhere: label = 7\n")
         wait_for_tag(registry, "fashion_mnist/sneaker-v1.0.0", proc)
+        query = "{ assetNodes { assetKey { path } hasAssetChecks } }"
+        deadline = time.time() + 120
+        while not (
+            nodes := [n for n in graphql(base, query)["assetNodes"] if n["assetKey"]["path"][-1] == "sneaker"]
+        ):
+            assert time.time() < deadline, "the new subset was never listed"
+            time.sleep(1)
+        assert nodes == [{"assetKey": {"path": ["fashion_mnist", "sneaker"]}, "hasAssetChecks": True}]
 
         # Touched source files, same bytes: checked several times, nothing new is published.
         tags = registry_tags(registry)
@@ -165,7 +176,8 @@ def test_a_code_change_rebuilt_by_the_sensor_leaves_no_stale_badge(
         [n] = [n for n in graphql(base, query)["assetNodes"] if n["assetKey"]["path"] == ["fashion_mnist"]]
         return n
 
-    with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=port) as proc:
+    log = tmp_path / "dagster_dev.log"
+    with dagster_dev(tmp_path / "workspace.yaml", cwd=tmp_path, env=env, port=port, log=log) as proc:
         wait_for_http(base + "/server_info", timeout=120, proc=proc)
         deadline = time.time() + 120
         while True:  # the code location loads, then the sensor's first tick sees nothing to do
@@ -193,6 +205,11 @@ def test_a_code_change_rebuilt_by_the_sensor_leaves_no_stale_badge(
             assert time.time() < deadline, f"still shown as {after}"
             time.sleep(1)
         assert after["staleCauses"] == []
+    # Sensors ticked, a run ran, the location reloaded: no beta notice in dagster dev's output.
+    output = log.read_text()
+    assert "coralord_sources" in output
+    assert "BetaWarning" not in output and "PreviewWarning" not in output
+    assert "RUN_FAILURE" not in output  # the reload waited for the run: nothing was interrupted
 
 
 def wait_for_tag(registry: Path, tag: str, proc: subprocess.Popen, timeout: float = 180) -> None:

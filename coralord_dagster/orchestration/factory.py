@@ -25,9 +25,9 @@ from coralord_dagster.orchestration.gate import (
     gate_and_publish,
     parts_intact_result,
     quality_spec,
-    reload_if_asked,
 )
 from coralord_dagster.orchestration.io_manager import IO_MANAGER_KEY, CoralordIOManager
+from coralord_dagster.orchestration.reload import reload_sensor
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.orchestration.sources import reachable_check, source_asset, source_key, sources_sensor
 from coralord_dagster.orchestration.subsets import (
@@ -110,7 +110,6 @@ def dataset_asset(desc: LoadedDescriptor) -> dg.AssetsDefinition:
             yield from gate_and_publish(context, coralord, versioned, key)
         except CheckFailedError as e:
             raise as_failure(str(e)) from None
-        reload_if_asked(context, coralord)
 
     return _dataset
 
@@ -204,6 +203,7 @@ def build_definitions(
         sensors=[
             # Runs they start belong to named jobs, not to an anonymous asset selection.
             sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}", job=datasets_job),
+            reload_sensor(f"coralord_reload{suffix}"),
             *(
                 [
                     dg.AutomationConditionSensorDefinition(

@@ -5,10 +5,8 @@ tagged, report them as the blocking ``quality`` asset check, publish, and report
 id as the materialization's data version (the same content, the same data version).
 """
 
-import os
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import dagster as dg
 
@@ -106,37 +104,6 @@ def materialized(key: dg.AssetKey, result: PublishResult, metadata: dict[str, An
 
 def _selected_checks(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> set[dg.AssetCheckKey]:
     return set(context.selected_asset_check_keys) if isinstance(context, dg.AssetExecutionContext) else set()
-
-
-#: Run tag set by the sources sensor when the code on disk differs from the loaded code location's.
-RELOAD_TAG = "coralord/reload_location"
-
-
-def reload_if_asked(context: dg.AssetExecutionContext, coralord: CoralordResource) -> None:
-    """After a build of code changed on disk: reload the code location the sensor named (through the
-    webserver's GraphQL API, when one is configured), so Dagster shows the code version just recorded."""
-    location = context.run.tags.get(RELOAD_TAG)
-    if not location:
-        return
-    url = coralord.webserver or os.environ.get("CORALORD_DAGSTER_WEBSERVER")
-    if not url:
-        context.log.info(
-            f"built code that code location {location!r} has not loaded yet: reload it (Deployment, "
-            "Reload) or set CORALORD_DAGSTER_WEBSERVER so runs reload it themselves"
-        )
-        return
-    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
-
-    parts = urlsplit(url)
-    try:
-        client = DagsterGraphQLClient(
-            parts.hostname or "127.0.0.1", port_number=parts.port, use_https=parts.scheme == "https"
-        )
-        info = client.reload_repository_location(location)
-    except (DagsterGraphQLClientError, OSError) as e:
-        context.log.warning(f"could not reload code location {location!r} at {url}: {e}")
-        return
-    context.log.info(f"reloaded code location {location!r}: {info.status.value}")
 
 
 def as_failure(message: str) -> dg.Failure:

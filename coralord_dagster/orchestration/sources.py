@@ -25,7 +25,7 @@ from coralord_dagster.descriptor import CheckPolicy, LoadedDescriptor, load_desc
 from coralord_dagster.errors import CoralordError
 from coralord_dagster.model import Manifest
 from coralord_dagster.naming import asset_key_path
-from coralord_dagster.orchestration.gate import RELOAD_TAG
+from coralord_dagster.orchestration.reload import reload_tags
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.sources import Fingerprint, SourceError, check_many, fingerprint, resolve_source
 from coralord_dagster.status import dataset_reasons
@@ -276,9 +276,8 @@ def sources_sensor(
             if reasons:
                 context.log.info(f"{desc.name}: {'; '.join(reasons)}")
                 tags = {"coralord/reason": "; ".join(reasons)[:250]}
-                origin = context.code_location_origin
-                if code != loaded_code.get(desc.name) and origin is not None:
-                    tags[RELOAD_TAG] = origin.location_name  # the run reloads it once built
+                if code != loaded_code.get(desc.name):
+                    tags.update(reload_tags(context))  # coralord_reload reloads it once built
                 runs.append(
                     dg.RunRequest(
                         run_key=f"{desc.name}@{result.value[:16]}@{code}",

@@ -10,7 +10,8 @@ A running deployment picks up a new ``subsets/*.yaml`` without a restart or a co
 ``coralord_subsets`` sensor (running by default) publishes it through ``<dataset>_new_subsets_job``,
 which records the version's materialization under the subset's own asset key, so it appears in the
 asset catalog and in search at once; its lineage edge and checks appear when the code location is
-next reloaded (Dagster cannot add an asset definition to a loaded code location). A removed file's
+next reloaded (Dagster cannot add an asset definition to a loaded code location), which the
+``coralord_reload`` sensor does when the webserver is known (``CORALORD_DAGSTER_WEBSERVER``). A removed file's
 asset fails with a clear error until that reload; its published versions stay in the registry.
 Nothing in the UI can create a subset that has no file: there are no partitions to add.
 
@@ -39,6 +40,7 @@ from coralord_dagster.orchestration.gate import (
     parts_intact_result,
     quality_spec,
 )
+from coralord_dagster.orchestration.reload import reload_tags
 from coralord_dagster.orchestration.resource import CoralordResource
 from coralord_dagster.orchestration.sources import observed_fingerprint, source_key
 from coralord_dagster.sources import resolve_source
@@ -292,15 +294,18 @@ def _dataset_runs(
         )
     if new:
         notes.append(
-            f"{desc.name}: new subset file(s) {', '.join(new)} published under their names; reload the "
-            "code location to see their lineage and checks"
+            f"{desc.name}: new subset file(s) {', '.join(new)} published under their names; their "
+            "lineage and checks appear once the code location reloads"
         )
         runs.append(
             dg.RunRequest(
                 run_key=_run_key(stale, new),
                 job_name=new_subsets_job_name(desc.name),
                 run_config={"ops": {f"{_op_name(desc.name)}_new_subsets": {"config": {"subsets": new}}}},
-                tags={"coralord/reason": _reasons(stale, new)},
+                tags={
+                    "coralord/reason": _reasons(stale, new),
+                    **reload_tags(context),  # then coralord_reload lists them with lineage and checks
+                },
             )
         )
     return runs
