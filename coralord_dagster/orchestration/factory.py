@@ -203,7 +203,7 @@ def build_definitions(
         sensors=[
             # Runs they start belong to named jobs, not to an anonymous asset selection.
             sources_sensor(descriptors, clock, name=f"coralord_sources{suffix}", job=datasets_job),
-            reload_sensor(f"coralord_reload{suffix}"),
+            reload_sensor([d.name for d in descriptors], f"coralord_reload{suffix}"),
             *(
                 [
                     dg.AutomationConditionSensorDefinition(

@@ -24,6 +24,8 @@ from coralord_dagster.orchestration.resource import CoralordResource
 
 #: Run tag naming the code location that has not loaded what the run builds.
 RELOAD_TAG = "coralord/reload_location"
+#: ... and the dataset the run builds it for (each reload sensor watches its own datasets' runs).
+FOR_TAG = "coralord/reload_for"
 
 _IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -34,13 +36,15 @@ _IN_PROGRESS = [
 ]
 
 
-def reload_tags(context: dg.SensorEvaluationContext) -> dict[str, str]:
-    """The tag that asks for a reload of the sensor's own code location (none outside a deployment)."""
+def reload_tags(context: dg.SensorEvaluationContext, dataset: str) -> dict[str, str]:
+    """The tags that ask for a reload of the sensor's own code location once a run built ``dataset``
+    (none outside a deployment)."""
     origin = context.code_location_origin
-    return {RELOAD_TAG: origin.location_name} if origin is not None else {}
+    return {RELOAD_TAG: origin.location_name, FOR_TAG: dataset} if origin is not None else {}
 
 
-def reload_sensor(name: str = "coralord_reload") -> dg.SensorDefinition:
+def reload_sensor(datasets: list[str], name: str = "coralord_reload") -> dg.SensorDefinition:
+    """Reloads the code location after a successful run tagged for one of ``datasets``."""
     loaded_at = datetime.fromtimestamp(time.time(), UTC)  # this code location's load
 
     @dg.sensor(
@@ -50,12 +54,13 @@ def reload_sensor(name: str = "coralord_reload") -> dg.SensorDefinition:
         description="Reloads this code location after a run built code or subsets it has not loaded.",
     )
     def _reload(context: dg.SensorEvaluationContext, coralord: CoralordResource) -> dg.SkipReason:
-        location = reload_tags(context).get(RELOAD_TAG)
-        if location is None:
+        origin = context.code_location_origin
+        if origin is None:
             return dg.SkipReason("not in a deployment")
+        location = origin.location_name
         built = context.instance.get_run_records(
             filters=dg.RunsFilter(
-                tags={RELOAD_TAG: location},
+                tags={RELOAD_TAG: location, FOR_TAG: datasets},
                 statuses=[dg.DagsterRunStatus.SUCCESS],
                 updated_after=loaded_at,
             ),

@@ -277,7 +277,7 @@ def sources_sensor(
                 context.log.info(f"{desc.name}: {'; '.join(reasons)}")
                 tags = {"coralord/reason": "; ".join(reasons)[:250]}
                 if code != loaded_code.get(desc.name):
-                    tags.update(reload_tags(context))  # coralord_reload reloads it once built
+                    tags.update(reload_tags(context, desc.name))  # coralord_reload reloads it once built
                 runs.append(
                     dg.RunRequest(
                         run_key=f"{desc.name}@{result.value[:16]}@{code}",

@@ -304,7 +304,9 @@ def _dataset_runs(
                 run_config={"ops": {f"{_op_name(desc.name)}_new_subsets": {"config": {"subsets": new}}}},
                 tags={
                     "coralord/reason": _reasons(stale, new),
-                    **reload_tags(context),  # then coralord_reload lists them with lineage and checks
+                    **reload_tags(
+                        context, desc.name
+                    ),  # then coralord_reload lists them with lineage and checks
                 },
             )
         )
