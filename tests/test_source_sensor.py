@@ -178,3 +178,53 @@ def test_a_failing_source_keeps_the_last_version_and_recovers(
         recovered = tick(defs, instance, resource, first.cursor)
         assert len(recovered.run_requests) == 1
         assert "fashion_mnist-v2.0.0" in registry_tags(tmp_path / "reg")
+
+
+def test_a_failed_source_check_leaves_its_datasets_staleness_as_it_was(
+    fmnist, use_case_copy: Path, tmp_path: Path, monkeypatch
+):
+    """A check that fails is no news: a dataset whose source changed stays Unsynced (it does not turn
+    fresh), one that is current stays current (the failed observation keeps the last data version)."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    every_second(use_case_copy)
+    resource = CoralordResource(registry=str(tmp_path / "reg"))
+    clock = Clock()
+    defs = build_definitions(use_case_copy.parent, resource=resource, clock=clock)
+    sensor = defs.resolve_sensor_def("coralord_sources")
+    key = dg.AssetKey("fashion_mnist")
+    source_dir = Path(os.environ[override_variable("fashion_mnist")])
+    with dg.instance_for_test() as instance:
+
+        def observe(cursor: str | None) -> dg.SensorResult:
+            """A tick whose observations are recorded and whose runs are not started (yet)."""
+            result = sensor(
+                dg.build_sensor_context(instance=instance, cursor=cursor, resources={"coralord": resource})
+            )
+            for event in result.asset_events:
+                instance.report_runless_asset_event(event)
+            return result
+
+        def status() -> StaleStatus:
+            graph = defs.resolve_asset_graph()
+            return CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance)).get_status(
+                key
+            )
+
+        first = tick(defs, instance, resource, None)
+        assert status() == StaleStatus.FRESH
+        clock.advance(1.1)
+        monkeypatch.setenv(override_variable("fashion_mnist"), str(tmp_path / "gone"))
+        down = observe(first.cursor)
+        assert "check failed" in skip(down) and status() == StaleStatus.FRESH  # current stays current
+
+        monkeypatch.setenv(override_variable("fashion_mnist"), str(source_dir))
+        make_fixture(source_dir, seed=31)
+        clock.advance(1.1)
+        changed = observe(down.cursor)
+        assert changed.run_requests and status() == StaleStatus.STALE  # the rebuild has not run yet
+        monkeypatch.setenv(override_variable("fashion_mnist"), str(tmp_path / "gone"))
+        clock.advance(1.1)
+        failed = observe(changed.cursor)
+        assert "check failed" in skip(failed) and status() == StaleStatus.STALE  # not turned fresh
