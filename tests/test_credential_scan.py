@@ -371,9 +371,11 @@ def test_no_credential_is_written_or_shown_anywhere(
         monkeypatch.setenv("CORALORD_STORAGE_OPTIONS", storage_options(moto))
         s3fs.S3FileSystem.clear_instance_cache()
 
-        # 3. The Hub refuses: the source check fails, its error stored by Dagster.
+        # 3. The Hub refuses: the source check fails, recorded by Dagster as a failed observation.
         hub.status = 401
-        assert not observe([source], instance=instance, raise_on_error=False).success
+        assert observe([source], instance=instance).success  # a recorded failure, not a traceback
+        [record] = instance.fetch_observations(source.key, limit=1, ascending=False).records
+        assert "401" in record.asset_observation.metadata["coralord/error"].value
         hub.status = None
 
         # 4. Credentials in URLs. As configuration they would be stored in Dagster's job snapshot before
