@@ -240,9 +240,12 @@ class Registry:
             return None
 
     # ----------------------------------------------------------------- reading
-    def _tags(self) -> Iterator[tuple[str, str, str]]:
+    def _tags(self, name: str | None = None) -> Iterator[tuple[str, str, str]]:
+        """Version tags (tag, commit, date): all, or only ``name``'s, which git selects by pattern, so
+        looking up one dataset does not read every tag of the registry into Python."""
+        pattern = f"refs/tags/{name}-v*" if name is not None else "refs/tags"  # names are [a-z0-9_/]
         out = self.repo.git.for_each_ref(
-            "refs/tags", format="%(refname:short)\t%(*objectname)%(objectname)\t%(creatordate:iso-strict)"
+            pattern, format="%(refname:short)\t%(*objectname)%(objectname)\t%(creatordate:iso-strict)"
         )
         for line in out.splitlines():
             tag, obj, date = line.split("\t")
@@ -252,7 +255,7 @@ class Registry:
         """All published versions of ``name``, newest first."""
         validate_name(name)
         found = []
-        for tag, commit, date in self._tags():
+        for tag, commit, date in self._tags(name):
             parsed = parse_tag(tag)
             if parsed and parsed[0] == name:
                 found.append(VersionInfo(name, parsed[1], tag, commit, date))

@@ -28,6 +28,12 @@ def test_commit_tag_and_read_back(tmp_path: Path):
     assert reg.read_file("ds-v1.0.0", "datasets/ds/manifest.json") == b"one"
     assert reg.read_file("ds/sub-v1.0.0", "datasets/ds/subsets/sub/manifest.json") == b"sub"
     assert reg.datasets() == ["ds", "ds/sub"]
+    # One dataset's versions only (git selects its tags by pattern): not a subset's, not a longer name's.
+    commit(reg, "ds_two", "3.0.0", "other")
+    assert [str(v.version) for v in reg.versions("ds")] == ["1.1.0", "1.0.0"]
+    assert [v.tag for v in reg.versions("ds/sub")] == ["ds/sub-v1.0.0"]
+    assert [v.tag for v in reg.versions("ds_two")] == ["ds_two-v3.0.0"]
+    assert reg.versions("d") == []
     assert reg.resolve(Ref.parse("ds")).tag == "ds-v1.1.0"
     assert reg.resolve(Ref.parse("ds@v1.0.0")).tag == "ds-v1.0.0"
 
